@@ -1,0 +1,8 @@
+"""fairseq criterions registered by endist (imported for their registration side effects)."""
+
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,0 +1,1 @@
+"""endist_vision — image ensembles and ensemble (distribution) distillation."""
