@@ -1,0 +1,121 @@
+"""The method contract: one class per training method, registered by name, plugged into the single
+trainer (:mod:`endist_vision.trainer`) through hooks. See ``endist_vision/README_internal.md``.
+
+Hook order per optimiser step (for each micro-batch when ``accumulate > 1``)::
+
+    method.on_step_start(step, model, optimizer)       # phase switches (e.g. Hydra phase 2)
+    x = method.perturb(x, student=model, teacher=teacher, step=step)   # only if overridden
+    out = method.forward(model, x)                     # [B, K] or [B, M, K]
+    loss = method.loss(out, teacher_log_probs, step, labels=y)
+    (loss / accumulate).backward()
+and once after the last step: ``model = method.post_train(model)`` (e.g. LatentBE merge).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+class Method:
+    """Base class. Subclasses set ``name`` (via :func:`endist_vision.methods.register_method`) and
+    override :meth:`loss` (and any other hook they need).
+
+    Class attributes:
+        needs_teacher: the trainer loads the teacher ensemble (``distill.teacher``) and passes
+            ``teacher_log_probs [B, M, K]`` (log-softmax at T = 1) to :meth:`loss`.
+        needs_online_teacher: force teacher predictions on the student's (augmented/perturbed)
+            batch instead of the cached ones (perturbation methods must set this).
+        output: how a ``[B, K]`` output is read by evaluation: ``"categorical"`` (softmax) or
+            ``"dirichlet"`` (α = exp(z) + :meth:`dirichlet_offset`). ``[B, M, K]`` outputs are
+            always read as an ensemble of categoricals.
+        defaults: default values of this method's ``method_args`` config section; unknown keys in
+            ``method_args`` are rejected with a :class:`ConfigError` naming them.
+    """
+
+    name: ClassVar[str] = ""
+    needs_teacher: ClassVar[bool] = False
+    needs_online_teacher: ClassVar[bool] = False
+    output: ClassVar[str] = "categorical"
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int, total_steps: int) -> None:
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.total_steps = total_steps
+        args = dict(cfg.get("method_args") or {})
+        unknown = sorted(set(args) - set(self.defaults))
+        if unknown:
+            raise ConfigError(
+                f"method_args: unknown key(s) {unknown} for method {self.name!r}; "
+                f"valid: {sorted(self.defaults)}"
+            )
+        self.args: dict[str, Any] = {**self.defaults, **args}
+
+    # ---- model -------------------------------------------------------------------------------
+    def build_student(self, make_model: Callable[[int], nn.Module]) -> nn.Module:
+        """Build the trained network. ``make_model(seed)`` builds the configured model
+        (``create_model(cfg.model.name, K, **cfg.model.kwargs)``) after seeding its init."""
+        return make_model(int(self.cfg["seed"]))
+
+    @property
+    def num_streams(self) -> int:
+        """Independent data streams per step (M for an ensemble trained with separate shuffles)."""
+        return 1
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Student forward. ``x`` is ``[B, ...]`` (or ``[S, B, ...]`` when ``num_streams = S > 1``)."""
+        return model(x)
+
+    # ---- training ----------------------------------------------------------------------------
+    def loss(
+        self,
+        student_out: torch.Tensor,
+        teacher_log_probs: torch.Tensor | None,
+        step: int,
+        *,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Scalar training loss for one (micro-)batch (mean over the batch)."""
+        raise NotImplementedError
+
+    def perturb(
+        self, x: torch.Tensor, *, student: nn.Module, teacher: nn.Module | None, step: int
+    ) -> torch.Tensor:
+        """Optionally perturb the raw [0, 1] input batch before the loss (identity by default)."""
+        return x
+
+    def param_groups(self, model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups (one group by default)."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "weight_decay": weight_decay}]
+
+    def on_step_start(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Called before every optimiser step (phase switches, schedules)."""
+
+    def post_train(self, model: nn.Module) -> nn.Module:
+        """Transform the trained model before the final checkpoint (identity by default)."""
+        return model
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+    def log_values(self, step: int) -> dict[str, float]:
+        """Scalars for tensorboard at ``step`` (e.g. the distillation temperature)."""
+        return {}
+
+    def dirichlet_offset(self) -> float:
+        """Offset in α = exp(z) + offset for ``output == "dirichlet"`` students."""
+        return 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Mutable method state for exact resume (schedules are functions of ``step``; stateless)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
+    def eval_meta(self) -> dict[str, Any]:
+        """Saved into checkpoints; tells evaluation how to read outputs."""
+        return {"output": self.output, "dirichlet_offset": self.dirichlet_offset()}

@@ -1,0 +1,114 @@
+"""Ensembles as multi-member models: ``forward(x) -> [B, M, K]`` (all members on the same input) and
+``forward_members(xs[M, B, ...]) -> [B, M, K]`` (member m on its own batch ``xs[m]``: independent
+shuffles when training an ensemble in one loop).
+
+* :class:`StackedEnsemble` — members' parameters stacked with ``torch.func.stack_module_state`` and
+  evaluated in one vectorised call (``torch.func.vmap`` over ``functional_call``); used for members
+  without batch norm (running-stat updates cannot be vmapped in place). 100 spiral MLPs cost about as
+  much as one wide MLP.
+* :class:`ModuleEnsemble` — an ``nn.ModuleList`` looped in Python; any architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+def _has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+class StackedEnsemble(nn.Module):
+    """M structurally identical members evaluated with one ``vmap``-ed ``functional_call``."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        if any(_has_batchnorm(m) for m in members):
+            raise ValueError("StackedEnsemble cannot vectorise batch norm; use ModuleEnsemble")
+        params, buffers = stack_module_state(members)
+        self._pnames = list(params)
+        self._bnames = list(buffers)
+        self.params = nn.ParameterDict(
+            {n.replace(".", "__"): nn.Parameter(p.detach().clone()) for n, p in params.items()}
+        )
+        for n, b in buffers.items():
+            self.register_buffer("buf__" + n.replace(".", "__"), b.detach().clone())
+        self.num_members = len(members)
+        # Structure-only template (not a submodule: holds no state the ensemble needs to save/move).
+        object.__setattr__(self, "_template", copy.deepcopy(members[0]).to("meta"))
+
+    def _stacked(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        p = {n: self.params[n.replace(".", "__")] for n in self._pnames}
+        b = {n: getattr(self, "buf__" + n.replace(".", "__")) for n in self._bnames}
+        return p, b
+
+    def _call(self, x_dim: int | None, x: torch.Tensor) -> torch.Tensor:
+        p, b = self._stacked()
+        template = self._template
+        template.train(self.training)
+
+        def one(pm: dict[str, torch.Tensor], bm: dict[str, torch.Tensor], xm: torch.Tensor) -> torch.Tensor:
+            return functional_call(template, (pm, bm), (xm,))
+
+        out = vmap(one, in_dims=(0, 0, x_dim), randomness="different")(p, b, x)  # [M, B, K]
+        return out.transpose(0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """All members on the same batch ``x [B, ...]`` → logits ``[B, M, K]``."""
+        return self._call(None, x)
+
+    def forward_members(self, xs: torch.Tensor) -> torch.Tensor:
+        """Member m on ``xs[m]`` (``xs [M, B, ...]``) → logits ``[B, M, K]``."""
+        return self._call(0, xs)
+
+    def member(self, m: int) -> nn.Module:
+        """A standalone copy of member ``m`` (an ordinary module)."""
+        net = copy.deepcopy(self._template).to_empty(device=next(iter(self.params.values())).device)
+        p, b = self._stacked()
+        net.load_state_dict({**{k: v[m].detach() for k, v in p.items()}, **{k: v[m] for k, v in b.items()}})
+        return net
+
+    def subset(self, n: int) -> "StackedEnsemble":
+        """The first ``n`` members as a new ensemble (e.g. the 10-member sub-ensemble of [EnD2] §4)."""
+        return StackedEnsemble([self.member(m) for m in range(n)])
+
+
+class ModuleEnsemble(nn.Module):
+    """Members in an ``nn.ModuleList``, looped in Python (works for any architecture)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.num_members = len(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members], dim=1)
+
+    def forward_members(self, xs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(xs[i]) for i, m in enumerate(self.members)], dim=1)
+
+    def member(self, m: int) -> nn.Module:
+        return copy.deepcopy(self.members[m])
+
+    def subset(self, n: int) -> "ModuleEnsemble":
+        return ModuleEnsemble([copy.deepcopy(self.members[m]) for m in range(n)])
+
+
+def build_ensemble(
+    make_member: Callable[[int], nn.Module], num_members: int, vectorize: str | bool = "auto"
+) -> StackedEnsemble | ModuleEnsemble:
+    """Build ``num_members`` members with ``make_member(m)`` (which should seed its own init) and
+    return a :class:`StackedEnsemble` (``vectorize`` true, or "auto" and no batch norm) or a
+    :class:`ModuleEnsemble`."""
+    members = [make_member(m) for m in range(num_members)]
+    use_vmap = (not any(_has_batchnorm(m) for m in members)) if vectorize == "auto" else bool(vectorize)
+    return StackedEnsemble(members) if use_vmap else ModuleEnsemble(members)

@@ -1,0 +1,339 @@
+"""BatchEnsemble layers and networks ([BE] §2–3, eq. 2; [LatentBE] §2.3).
+
+Member ``m`` of a BatchEnsemble layer uses the weight ``W_m = W ∘ r_m s_mᵀ`` ([BE] eq. 2), where ``W`` is
+shared, ``r_m`` scales the outputs and ``s_m`` the inputs.  Because the rank-one factor is a Hadamard
+product, the layer never materialises ``W_m``:
+
+    y_m = r_m ∘ (W (s_m ∘ x)) + b_m           (linear; conv: per-channel scaling of the feature maps)
+
+Batch layout is **member-major**: the network input ``[B, ...]`` is repeated M times along the batch
+axis (:func:`repeat_members`) so that rows ``m·B … (m+1)·B − 1`` belong to member ``m``; the final
+``[M·B, K]`` logits become ``[B, M, K]`` with :func:`members_to_batch_major` (the output convention of
+multi-member students in ``endist_vision``).
+
+Fast weights are stored as offsets from a fixed prior mean, ``r = r_prior + fast_r``.  Plain weight
+decay on ``fast_r`` therefore decays ``r`` toward ``r_prior``: toward 0 for classic BE, toward 1 for
+LatentBE ([LatentBE] Alg. 2 line 8, the Gaussian prior with mean 1 of §3.1).  They live in their own
+optimiser parameter group (:func:`split_fast_parameters`).
+
+Batch normalisation is shared by all members (as in Wen et al.'s BE ResNets): in training mode it
+normalises over the whole ``M·B`` batch, in evaluation mode it is a fixed affine map.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Iterator, Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+FastInit = Literal["ones", "random_sign", "normal"]
+Mode = Literal["ensemble", "averaged"]
+
+
+def repeat_members(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
+    """``[B, ...]`` → ``[M·B, ...]`` in member-major order (row ``m·B + b`` is example ``b`` for member ``m``)."""
+    return x.repeat(ensemble_size, *([1] * (x.dim() - 1)))
+
+
+def members_to_batch_major(y: torch.Tensor, ensemble_size: int) -> torch.Tensor:
+    """``[M·B, K]`` (member-major) → ``[B, M, K]``: ``out[b, m] = y[m·B + b]``.
+
+    This is the one place where the BatchEnsemble batch layout is undone; every loss and evaluation
+    downstream sees the ``[B, M, K]`` multi-member convention.
+    """
+    if y.shape[0] % ensemble_size != 0:
+        raise ValueError(
+            f"batch of {y.shape[0]} rows is not a multiple of ensemble_size={ensemble_size}"
+        )
+    batch = y.shape[0] // ensemble_size
+    return y.reshape(ensemble_size, batch, *y.shape[1:]).transpose(0, 1)
+
+
+class _BatchEnsembleMixin(nn.Module):
+    """Shared bookkeeping of the BE layers: fast weights, per-member bias, forward modes."""
+
+    ensemble_size: int
+    mode: Mode
+
+    def _init_fast(
+        self, in_features: int, out_features: int, ensemble_size: int, fast_init: FastInit,
+        fast_prior: float, bias: bool, init_std: float,
+    ) -> None:
+        if ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+        self.ensemble_size = ensemble_size
+        self.mode = "ensemble"
+        self.register_buffer("fast_prior", torch.tensor(float(fast_prior)))
+        r0 = _fast_values(ensemble_size, out_features, fast_init, init_std)
+        s0 = _fast_values(ensemble_size, in_features, fast_init, init_std)
+        self.fast_r = nn.Parameter(r0 - fast_prior)
+        self.fast_s = nn.Parameter(s0 - fast_prior)
+        self.member_bias = nn.Parameter(torch.zeros(ensemble_size, out_features)) if bias else None
+
+    @property
+    def r(self) -> torch.Tensor:
+        """Output-side factors ``[M, out]`` (``r_prior + fast_r``)."""
+        return self.fast_prior + self.fast_r
+
+    @property
+    def s(self) -> torch.Tensor:
+        """Input-side factors ``[M, in]`` (``s_prior + fast_s``)."""
+        return self.fast_prior + self.fast_s
+
+    def _expand(self, v: torch.Tensor, batch: int, ndim: int) -> torch.Tensor:
+        """``[M, C]`` → ``[M·batch, C, 1, ...]`` matching an activation with ``ndim`` dims."""
+        e = v.repeat_interleave(batch, dim=0)
+        return e.reshape(*e.shape, *([1] * (ndim - 2)))
+
+    def _core(self, x: torch.Tensor) -> torch.Tensor:  # shared W applied, no bias
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.ensemble_size
+        if self.mode == "averaged":
+            # Weight-averaged evaluation computed *through the factors*:
+            # mean_m [r_m ∘ W(s_m ∘ x) + b_m] = (W ∘ mean_m r_m s_mᵀ) x + mean_m b_m   (linear in W_m).
+            y = self._ensemble_forward(repeat_members(x, m))
+            return y.reshape(m, x.shape[0], *y.shape[1:]).mean(0)
+        return self._ensemble_forward(x)
+
+    def _ensemble_forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.ensemble_size
+        if x.shape[0] % m != 0:
+            raise ValueError(
+                f"{type(self).__name__}: batch of {x.shape[0]} rows is not a multiple of "
+                f"ensemble_size={m}; repeat the input with repeat_members() first"
+            )
+        b = x.shape[0] // m
+        y = self._core(x * self._expand(self.s, b, x.dim())) * self._expand(self.r, b, x.dim())
+        if self.member_bias is not None:
+            y = y + self._expand(self.member_bias, b, x.dim())
+        return y
+
+    def merged_weight(self) -> torch.Tensor:
+        """``W ∘ (1/M) Σ_m r_m s_mᵀ`` ([LatentBE] eq. 5), shaped like the shared weight."""
+        factor = torch.einsum("mo,mi->oi", self.r, self.s) / self.ensemble_size
+        w = self.weight
+        return w * factor.reshape(*factor.shape, *([1] * (w.dim() - 2)))
+
+    def merged_bias(self) -> torch.Tensor | None:
+        """``(1/M) Σ_m b_m`` — the bias of the weight-averaged layer."""
+        return None if self.member_bias is None else self.member_bias.mean(0)
+
+
+def _fast_values(m: int, n: int, init: FastInit, std: float) -> torch.Tensor:
+    if init == "ones":
+        return torch.ones(m, n)
+    if init == "random_sign":  # Wen et al.: r, s ~ ±1 with equal probability
+        return torch.randint(0, 2, (m, n)).float() * 2 - 1
+    if init == "normal":
+        return 1.0 + std * torch.randn(m, n)
+    raise ValueError(f"fast_init must be one of ones|random_sign|normal, got {init!r}")
+
+
+class BatchEnsembleLinear(_BatchEnsembleMixin):
+    """Linear layer with M rank-one members: ``y_m = r_m ∘ (W (s_m ∘ x)) + b_m`` ([BE] eq. 2).
+
+    Input ``[M·B, in]`` member-major, output ``[M·B, out]``.  ``weight`` has the ``nn.Linear`` shape.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, ensemble_size: int, bias: bool = True,
+        fast_init: FastInit = "random_sign", fast_prior: float = 0.0, init_std: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self._init_fast(in_features, out_features, ensemble_size, fast_init, fast_prior, bias, init_std)
+        if self.member_bias is not None:
+            bound = 1 / math.sqrt(in_features)
+            nn.init.uniform_(self.member_bias, -bound, bound)
+
+    def _core(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+    def to_plain(self) -> nn.Linear:
+        """A plain ``nn.Linear`` with the weight-averaged parameters (single-model cost)."""
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.member_bias is not None)
+        with torch.no_grad():
+            lin.weight.copy_(self.merged_weight())
+            if lin.bias is not None:
+                lin.bias.copy_(self.merged_bias())
+        return lin.to(self.weight.device, self.weight.dtype)
+
+
+class BatchEnsembleConv2d(_BatchEnsembleMixin):
+    """2-D convolution with M rank-one members ([BE] eq. 2 applied per kernel position).
+
+    ``W ∘ r_m s_mᵀ`` scales output channel ``o`` / input channel ``i`` of every kernel tap, so
+    ``conv(x; W ∘ r_m s_mᵀ) = r_m ∘ conv(s_m ∘ x; W)`` with channel-wise scaling.  Input
+    ``[M·B, C_in, H, W]`` member-major.  ``groups`` must be 1.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, ensemble_size: int,
+        stride: int = 1, padding: int = 0, bias: bool = True, fast_init: FastInit = "random_sign",
+        fast_prior: float = 0.0, init_std: float = 0.5, dilation: int = 1,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self._init_fast(in_channels, out_channels, ensemble_size, fast_init, fast_prior, bias, init_std)
+        if self.member_bias is not None:
+            bound = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+            nn.init.uniform_(self.member_bias, -bound, bound)
+
+    def _core(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
+
+    def to_plain(self) -> nn.Conv2d:
+        """A plain ``nn.Conv2d`` with the weight-averaged parameters (single-model cost)."""
+        conv = nn.Conv2d(
+            self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+            padding=self.padding, dilation=self.dilation, bias=self.member_bias is not None,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(self.merged_weight())
+            if conv.bias is not None:
+                conv.bias.copy_(self.merged_bias())
+        return conv.to(self.weight.device, self.weight.dtype)
+
+
+BE_LAYERS = (BatchEnsembleLinear, BatchEnsembleConv2d)
+
+
+def be_layers(model: nn.Module) -> Iterator[_BatchEnsembleMixin]:
+    """All BatchEnsemble layers of ``model``."""
+    return (mod for mod in model.modules() if isinstance(mod, BE_LAYERS))
+
+
+def convert_to_batchensemble(
+    model: nn.Module, ensemble_size: int, fast_init: FastInit = "random_sign",
+    fast_prior: float = 0.0, init_std: float = 0.5, copy_weights: bool = True,
+) -> nn.Module:
+    """Return a deep copy of ``model`` with every ``nn.Linear``/``nn.Conv2d`` replaced by its BE version.
+
+    The shared weight ``W`` is copied from the plain layer (``copy_weights``), each member bias starts
+    at the plain bias; other modules (BatchNorm, activations, pooling) are kept and shared.  Only
+    ``groups == 1`` convolutions with square kernels, equal strides and paddings are supported; other
+    layers raise ``ValueError`` naming the layer.
+    """
+    model = copy.deepcopy(model)
+    for name, child in list(model.named_modules()):
+        for attr, sub in list(child.named_children()):
+            new = _convert_layer(sub, f"{name}.{attr}".lstrip("."), ensemble_size, fast_init,
+                                 fast_prior, init_std, copy_weights)
+            if new is not None:
+                setattr(child, attr, new)
+    return model
+
+
+def _convert_layer(
+    sub: nn.Module, path: str, m: int, fast_init: FastInit, fast_prior: float, init_std: float,
+    copy_weights: bool,
+) -> nn.Module | None:
+    if isinstance(sub, nn.Linear):
+        new: nn.Module = BatchEnsembleLinear(
+            sub.in_features, sub.out_features, m, bias=sub.bias is not None, fast_init=fast_init,
+            fast_prior=fast_prior, init_std=init_std,
+        )
+    elif isinstance(sub, nn.Conv2d):
+        ks, st, pd, dl = sub.kernel_size, sub.stride, sub.padding, sub.dilation
+        if sub.groups != 1 or ks[0] != ks[1] or st[0] != st[1] or isinstance(pd, str) \
+                or pd[0] != pd[1] or dl[0] != dl[1] or sub.padding_mode != "zeros":
+            raise ValueError(f"layer {path!r}: only square, ungrouped, zero-padded Conv2d can be converted")
+        new = BatchEnsembleConv2d(
+            sub.in_channels, sub.out_channels, ks[0], m, stride=st[0], padding=pd[0],
+            bias=sub.bias is not None, fast_init=fast_init, fast_prior=fast_prior,
+            init_std=init_std, dilation=dl[0],
+        )
+    else:
+        return None
+    if copy_weights:
+        with torch.no_grad():
+            new.weight.copy_(sub.weight)
+            if sub.bias is not None:
+                new.member_bias.copy_(sub.bias.expand(m, -1))
+    return new.to(sub.weight.device, sub.weight.dtype)
+
+
+def replace_with_plain(model: nn.Module) -> nn.Module:
+    """Deep copy of ``model`` with every BE layer swapped for its weight-averaged plain layer."""
+    model = copy.deepcopy(model)
+    for _, child in list(model.named_modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, BE_LAYERS):
+                setattr(child, attr, sub.to_plain())
+    return model
+
+
+class BatchEnsembleNet(nn.Module):
+    """Wrap a network whose Linear/Conv2d layers are BE layers into an M-member student.
+
+    ``forward(x [B, ...]) → [B, M, K]``: repeats the input member-major, runs the body once on
+    ``M·B`` rows, and reshapes with :func:`members_to_batch_major`.  In ``averaged`` mode (see
+    :meth:`set_mode`) it returns ``[B, K]`` computed with weight-averaged factors *through* the
+    factored layers — the reference that :func:`endist_vision.multimember.latentbe.merge_to_single`
+    must reproduce.
+    """
+
+    def __init__(self, body: nn.Module, ensemble_size: int) -> None:
+        super().__init__()
+        self.body = body
+        self.ensemble_size = ensemble_size
+        self.mode: Mode = "ensemble"
+        sizes = {layer.ensemble_size for layer in be_layers(body)}
+        if sizes and sizes != {ensemble_size}:
+            raise ValueError(f"body has BE layers of ensemble sizes {sorted(sizes)}, expected {ensemble_size}")
+
+    @classmethod
+    def from_plain(
+        cls, model: nn.Module, ensemble_size: int, fast_init: FastInit = "random_sign",
+        fast_prior: float = 0.0, init_std: float = 0.5, copy_weights: bool = True,
+    ) -> "BatchEnsembleNet":
+        """BE version of any plain Linear/Conv2d network (see :func:`convert_to_batchensemble`)."""
+        body = convert_to_batchensemble(model, ensemble_size, fast_init, fast_prior, init_std, copy_weights)
+        return cls(body, ensemble_size)
+
+    @property
+    def num_members(self) -> int:
+        """Members in the output: M in ``ensemble`` mode, 1 in ``averaged`` mode."""
+        return self.ensemble_size if self.mode == "ensemble" else 1
+
+    def set_mode(self, mode: Mode) -> "BatchEnsembleNet":
+        """``"ensemble"`` (M members, ``[B, M, K]``) or ``"averaged"`` (factor-averaged, ``[B, K]``)."""
+        if mode not in ("ensemble", "averaged"):
+            raise ValueError(f"mode must be 'ensemble' or 'averaged', got {mode!r}")
+        self.mode = mode
+        for layer in be_layers(self.body):
+            layer.mode = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "averaged":
+            return self.body(x)
+        y = self.body(repeat_members(x, self.ensemble_size))
+        return members_to_batch_major(y, self.ensemble_size)
+
+
+def split_fast_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """``(slow, fast)``: fast = every BE ``fast_r``/``fast_s``; slow = all other parameters.
+
+    Used to build separate optimiser groups (own lr multiplier and weight decay for fast weights).
+    """
+    fast_ids: set[int] = set()
+    fast: list[nn.Parameter] = []
+    for layer in be_layers(model):
+        for p in (layer.fast_r, layer.fast_s):
+            if id(p) not in fast_ids:
+                fast_ids.add(id(p))
+                fast.append(p)
+    slow = [p for p in model.parameters() if id(p) not in fast_ids]
+    return slow, fast
