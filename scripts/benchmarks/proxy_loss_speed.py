@@ -1,0 +1,94 @@
+"""Benchmark: Proxy-Dirichlet loss vs. label-smoothed cross-entropy (ratios, one run).
+
+Forward + backward at N target tokens, V classes, M teachers, fp32 (issue #2 goal on a
+2-core CPU: ≤ 4× the time of cross-entropy, peak extra memory ≤ 3 tensors of [N, V]).
+Each variant runs in its own subprocess so its peak RSS can be measured; memory is
+reported as (peak RSS − RSS after building the inputs) / (N·V·4 bytes).
+
+    python scripts/benchmarks/proxy_loss_speed.py [--n 1024] [--v 40000] [--m 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def _run_one(variant: str, n: int, v: int, m: int, device: str, repeats: int) -> dict:
+    import torch
+
+    import shared.losses as L
+
+    torch.manual_seed(0)
+    logits = (torch.randn(n, v, device=device) * 2).requires_grad_()
+    teachers = torch.log_softmax(torch.randn(n, m, v, device=device) * 3, dim=-1)
+    target = torch.randint(0, v, (n,), device=device)
+
+    def step() -> None:
+        logits.grad = None
+        if variant == "cross_entropy":
+            loss = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1)
+        elif variant == "proxy_reverse":
+            loss = L.proxy_dirichlet_loss(logits, teachers, direction="reverse")
+        elif variant == "dirichlet_nll":
+            loss = L.dirichlet_nll_loss(logits, teachers)
+        elif variant == "ensemble_kd":
+            loss = L.ensemble_kd_loss(logits, teachers)
+        else:
+            raise ValueError(variant)
+        loss.backward()
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    step()  # warm-up (also the memory measurement)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return {"variant": variant, "seconds": min(times), "peak_extra_NV": peak / (n * v * 4)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=1024)
+    p.add_argument("--v", type=int, default=40000)
+    p.add_argument("--m", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--variants", default="cross_entropy,proxy_reverse,dirichlet_nll,ensemble_kd")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.one:
+        print(json.dumps(_run_one(a.one, a.n, a.v, a.m, a.device, a.repeats)))
+        return
+    rows = []
+    for variant in a.variants.split(","):
+        cmd = [sys.executable, __file__, "--one", variant, "--n", str(a.n), "--v", str(a.v), "--m", str(a.m),
+               "--device", a.device, "--repeats", str(a.repeats)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    base = next(r["seconds"] for r in rows if r["variant"] == "cross_entropy")
+    print(f"N={a.n} V={a.v} M={a.m} device={a.device} fp32 forward+backward")
+    print(f"| loss | seconds | ratio vs cross-entropy | peak extra memory ([N,V] tensors) |")
+    print(f"|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['seconds']:.3f} | {r['seconds'] / base:.2f}x | {r['peak_extra_NV']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

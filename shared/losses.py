@@ -1,0 +1,240 @@
+"""Distillation losses as pure functions.
+
+Shapes: student logits ``[..., K]``; teacher log-probabilities ``[..., M, K]``
+(M members). Every loss takes an optional ``mask`` (broadcast over the leading
+dims; ``False`` positions contribute exactly nothing) and ``reduction`` in
+``"none" | "sum" | "mean"``. Half-precision inputs are computed in float32 and the
+loss is returned in float32 (float64 inputs stay float64).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from shared._tensor import MAX_LOG_ALPHA, check_ensemble_shapes, compute_dtype, reduce_loss, upcast, xlogy_safe
+from shared.dirichlet import ProxyTarget, log_normalizer, proxy_target
+from shared.uncertainty import alphas_from_logits
+
+#: Rows per chunk are chosen so one chunk holds about this many elements.
+CHUNK_ELEMENTS = 1 << 18
+
+
+def _tempered_log_probs(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log_softmax(ln p / T): members heated up as in Hinton et al. ([EnD2] §3.1)."""
+    if temperature == 1.0:
+        return log_probs
+    return torch.log_softmax(log_probs / temperature, dim=-1)
+
+
+def ensemble_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_log_probs: torch.Tensor,
+    temperature: float = 1.0,
+    mask: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Ensemble distillation (EnD), [EnD2] eq. 5 with temperature (Hinton et al. 2015)::
+
+        L = T² · KL(p̄_T ‖ q_T),   p̄_T = (1/M) Σ_m softmax(ln p_m / T),   q_T = softmax(z / T)
+    """
+    check_ensemble_shapes(student_logits, teacher_log_probs)
+    dtype = compute_dtype(student_logits, teacher_log_probs)
+    log_q = torch.log_softmax(upcast(student_logits, dtype) / temperature, dim=-1)
+    lt = _tempered_log_probs(upcast(teacher_log_probs, dtype), temperature)
+    log_mean = torch.logsumexp(lt, dim=-2) - math.log(lt.shape[-2])
+    mean = log_mean.exp()
+    kl = (xlogy_safe(mean, log_mean) - xlogy_safe(mean, log_q)).sum(-1)
+    return reduce_loss(kl * temperature**2, reduction, mask)
+
+
+def dirichlet_nll_loss(
+    student_logits: torch.Tensor,
+    teacher_log_probs: torch.Tensor,
+    temperature: float = 1.0,
+    smoothing: float = 1e-4,
+    model_offset: float = 0.0,
+    mask: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """EnD² Dirichlet negative log-likelihood ([EnD2] eq. 8 and 11)::
+
+        L = −(1/M) Σ_m ln Dir(π_m | α)
+          = Σ_k lnΓ(α_k) − lnΓ(α₀) − Σ_k (α_k − 1) · (1/M) Σ_m ln π_mk
+
+    with α = exp(z / T) + model_offset (the model "heated up", [EnD2] §3.1), members
+    tempered π_m = softmax(ln p_m / T), and central smoothing ([EnD2] eq. 12)
+    π_m ← (1 − γ) π_m + γ / K, computed in log space so one-hot teachers stay finite.
+    """
+    check_ensemble_shapes(student_logits, teacher_log_probs)
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    dtype = compute_dtype(student_logits, teacher_log_probs)
+    k = student_logits.shape[-1]
+    alpha = alphas_from_logits(upcast(student_logits, dtype) / temperature, offset=model_offset)
+    with torch.no_grad():
+        lt = _tempered_log_probs(upcast(teacher_log_probs, dtype), temperature)
+        if smoothing > 0.0:
+            lt = torch.logaddexp(lt + math.log1p(-smoothing), torch.full((), math.log(smoothing / k), dtype=dtype))
+        mean_log_pi = lt.mean(-2)
+    nll = log_normalizer(alpha) - ((alpha - 1.0) * mean_log_pi).sum(-1)
+    return reduce_loss(nll, reduction, mask)
+
+
+class _DirichletKLToTarget(torch.autograd.Function):
+    """KL between Dir(α), α = exp(z) + offset, and a fixed target Dir(β), β-only terms dropped.
+
+    reverse (KL[Dir(α)‖Dir(β)], [Proxy] eq. 14)::
+
+        value = lnΓ(α₀) − Σ lnΓ(α_k) + Σ (α_k − β_k) ψ(α_k) − (α₀ − β₀) ψ(α₀)
+        ∂/∂z_k = ((α_k − β_k) ψ'(α_k) − (α₀ − β₀) ψ'(α₀)) · e^{z_k}      ([Proxy] eq. 16)
+
+    forward (KL[Dir(β)‖Dir(α)], [Proxy] eq. 13)::
+
+        value = Σ lnΓ(α_k) − lnΓ(α₀) − Σ α_k ψ(β_k) + α₀ ψ(β₀)
+        ∂/∂z_k = (ψ(α_k) − ψ(α₀) − ψ(β_k) + ψ(β₀)) · e^{z_k}             ([Proxy] eq. 15)
+
+    Rows are processed in chunks so that temporaries stay cache-sized; the backward
+    recomputes α from z instead of storing it, so the only [N, K] tensors alive are the
+    inputs and the gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, beta: torch.Tensor, offset: float, reverse: bool) -> torch.Tensor:  # type: ignore[override]
+        n, k = z.shape
+        cap = MAX_LOG_ALPHA[z.dtype]
+        rows = max(1, CHUNK_ELEMENTS // max(k, 1))
+        out = z.new_empty(n)
+        beta0 = beta.sum(-1)
+        for s in range(0, n, rows):
+            zc, bc, b0 = z[s : s + rows], beta[s : s + rows], beta0[s : s + rows]
+            a = zc.clamp(max=cap).exp_().add_(offset)
+            a0 = a.sum(-1)
+            if reverse:
+                val = torch.lgamma(a0) - torch.lgamma(a).sum(-1)
+                val += ((a - bc) * torch.digamma(a)).sum(-1)
+                val -= (a0 - b0) * torch.digamma(a0)
+            else:
+                val = torch.lgamma(a).sum(-1) - torch.lgamma(a0)
+                val -= (a * torch.digamma(bc)).sum(-1)
+                val += a0 * torch.digamma(b0)
+            out[s : s + rows] = val
+        ctx.save_for_backward(z, beta)
+        ctx.offset, ctx.reverse = offset, reverse
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        z, beta = ctx.saved_tensors
+        n, k = z.shape
+        cap = MAX_LOG_ALPHA[z.dtype]
+        rows = max(1, CHUNK_ELEMENTS // max(k, 1))
+        grad = torch.empty_like(z)
+        beta0 = beta.sum(-1, keepdim=True)
+        for s in range(0, n, rows):
+            zc, bc, b0 = z[s : s + rows], beta[s : s + rows], beta0[s : s + rows]
+            ez = zc.clamp(max=cap).exp_()
+            a = ez + ctx.offset
+            a0 = a.sum(-1, keepdim=True)
+            if ctx.reverse:
+                g = (a - bc).mul_(torch.polygamma(1, a)).sub_((a0 - b0) * torch.polygamma(1, a0))
+            else:
+                g = torch.digamma(a).sub_(torch.digamma(a0)).sub_(torch.digamma(bc)).add_(torch.digamma(b0))
+            g.mul_(ez).mul_(grad_out[s : s + rows].unsqueeze(-1))
+            g.masked_fill_(zc > cap, 0.0)
+            grad[s : s + rows] = g
+        return grad, None, None, None
+
+
+def dropped_constant(beta: torch.Tensor, direction: str = "reverse") -> torch.Tensor:
+    """The β-only terms :func:`proxy_dirichlet_loss` leaves out (before normalisation).
+
+    - reverse: Σ lnΓ(β_k) − lnΓ(β₀)
+    - forward: lnΓ(β₀) − Σ lnΓ(β_k) + Σ β_k ψ(β_k) − β₀ ψ(β₀)
+
+    so that ``unnormalised loss + dropped_constant(β) = shared.dirichlet.kl_divergence``.
+    """
+    b = beta
+    b0 = b.sum(-1)
+    if direction == "reverse":
+        return log_normalizer(b)
+    return -log_normalizer(b) + (b * torch.digamma(b)).sum(-1) - b0 * torch.digamma(b0)
+
+
+def proxy_dirichlet_loss(
+    student_logits: torch.Tensor,
+    teacher_log_probs: Optional[torch.Tensor],
+    direction: str = "reverse",
+    model_offset: float = 1.0,
+    target_offset: float = 1.0,
+    estimator: str = "mkl",
+    normalize: bool = True,
+    temperature: float = 1.0,
+    mask: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
+    target: Optional[ProxyTarget] = None,
+) -> torch.Tensor:
+    """Proxy-Dirichlet distillation ([Proxy] §3, eq. 13–17).
+
+    The target β = p̄·β̂₀ + target_offset comes from :func:`shared.dirichlet.proxy_target`
+    (computed once, without gradient; pass ``target=`` to reuse one you already have).
+    The student is Dir(α), α = exp(z / T) + model_offset.
+
+    - ``direction="reverse"`` (the method of [Proxy]): KL[Dir(α)‖Dir(β)]
+    - ``direction="forward"``: KL[Dir(β)‖Dir(α)]
+
+    **Dropped constants**: the terms that depend on β only (see :func:`dropped_constant`)
+    are not computed, so the value is the KL minus a per-position constant; the
+    gradient with respect to the logits equals that of the full closed-form KL
+    exactly. ``normalize=True`` divides each position's loss by max(β̂₀, 1), the
+    target precision without offset (β̂₀ is the weight of the reconstruction term in
+    [Proxy] eq. 18, so the normalised loss is on the scale of a cross-entropy; the floor
+    keeps flat targets, β̂₀ → 0, from blowing up).
+    """
+    if direction not in ("reverse", "forward"):
+        raise ValueError(f"direction must be 'reverse' or 'forward', got {direction!r}")
+    if target is None:
+        if teacher_log_probs is None:
+            raise ValueError("proxy_dirichlet_loss needs teacher_log_probs or a precomputed target")
+        check_ensemble_shapes(student_logits, teacher_log_probs)
+        target = proxy_target(teacher_log_probs, estimator=estimator, offset=target_offset, temperature=temperature)
+    dtype = compute_dtype(student_logits, target.beta)
+    k = student_logits.shape[-1]
+    lead = student_logits.shape[:-1]
+    z = upcast(student_logits, dtype)
+    if temperature != 1.0:
+        z = z / temperature
+    beta = upcast(target.beta, dtype).detach()
+    value = _DirichletKLToTarget.apply(z.reshape(-1, k), beta.reshape(-1, k), float(model_offset), direction == "reverse")
+    value = value.reshape(lead)
+    if normalize:
+        value = value / upcast(target.precision, dtype).detach().clamp_min(1.0)
+    return reduce_loss(value, reduction, mask)
+
+
+def hydra_loss(
+    head_logits: torch.Tensor,
+    teacher_log_probs: torch.Tensor,
+    temperature: float = 1.0,
+    mask: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Hydra multi-head distillation ([Hydra] eq. 3–4): head h learns teacher h::
+
+        L = T² · (1/H) Σ_h KL(softmax(ln p_h / T) ‖ softmax(z_h / T))
+
+    Args:
+        head_logits: ``[..., H, K]``; teacher_log_probs: ``[..., M=H, K]``.
+    """
+    if head_logits.shape != teacher_log_probs.shape:
+        raise ValueError(
+            f"hydra_loss needs one teacher per head: head_logits {tuple(head_logits.shape)} vs "
+            f"teacher_log_probs {tuple(teacher_log_probs.shape)}"
+        )
+    dtype = compute_dtype(head_logits, teacher_log_probs)
+    log_q = torch.log_softmax(upcast(head_logits, dtype) / temperature, dim=-1)
+    lt = _tempered_log_probs(upcast(teacher_log_probs, dtype), temperature)
+    kl = (xlogy_safe(lt.exp(), lt) - xlogy_safe(lt.exp(), log_q)).sum(-1).mean(-1)
+    return reduce_loss(kl * temperature**2, reduction, mask)

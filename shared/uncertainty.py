@@ -1,0 +1,130 @@
+"""Measures of total, data and knowledge uncertainty for ensembles and Dirichlets.
+
+Notation: an ensemble of M categorical distributions p_m over K classes,
+p̄ = (1/M) Σ_m p_m; a Dirichlet Dir(α) with α₀ = Σ_k α_k and p̂ = α/α₀.
+
+Decomposition ([EnD2] eq. 4 and 10)::
+
+    total = H[p̄]            data = E_m H[p_m]        mutual_information = total − data
+    epkl  = E_{m,n} KL(p_m‖p_n)    rmi = E_m KL(p̄‖p_m)  and  epkl = mutual_information + rmi
+
+All functions take any leading shape; the class axis is last, the ensemble axis
+just before it. Half-precision inputs are computed in float32, float64 stays
+float64; the outputs have the computation dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict
+
+import torch
+
+from shared._tensor import MAX_LOG_ALPHA, compute_dtype, upcast, xlogy_safe
+
+UNCERTAINTY_KEYS = ("total", "data", "mutual_information", "epkl", "rmi", "confidence")
+
+
+def ensemble_uncertainty(log_probs: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Uncertainty measures of an ensemble from member log-probabilities.
+
+    Args:
+        log_probs: ``[..., M, K]`` log p_m(y = k); ``-inf`` allowed for zero probabilities.
+
+    Returns:
+        dict of ``[...]`` tensors with keys ``total``, ``data``, ``mutual_information``,
+        ``epkl``, ``rmi``, ``confidence``:
+
+        - total = −Σ_k p̄_k ln p̄_k
+        - data = −(1/M) Σ_m Σ_k p_mk ln p_mk
+        - mutual_information = total − data
+        - epkl = (1/M²) Σ_{m,n} KL(p_m‖p_n) = −data − Σ_k p̄_k · (1/M) Σ_n ln p_nk
+        - rmi = (1/M) Σ_m KL(p̄‖p_m) = −total − Σ_k p̄_k · (1/M) Σ_m ln p_mk
+        - confidence = max_k p̄_k
+
+        epkl and rmi are +inf when a member gives zero probability to a class another
+        member supports (the KL is then genuinely infinite).
+    """
+    if log_probs.dim() < 2:
+        raise ValueError(f"log_probs must have shape [..., M, K], got {tuple(log_probs.shape)}")
+    dtype = compute_dtype(log_probs)
+    lp = upcast(log_probs, dtype)
+    m = lp.shape[-2]
+    probs = lp.exp()
+    log_mean = torch.logsumexp(lp, dim=-2) - math.log(m)  # [..., K]
+    mean = log_mean.exp()
+    total = -xlogy_safe(mean, log_mean).sum(-1)
+    data = -xlogy_safe(probs, lp).sum(-1).mean(-1)
+    mean_log = lp.mean(-2)  # (1/M) Σ_m ln p_mk
+    cross = xlogy_safe(mean, mean_log).sum(-1)  # Σ_k p̄_k · mean_m ln p_mk
+    return {
+        "total": total,
+        "data": data,
+        "mutual_information": total - data,
+        "epkl": -data - cross,
+        "rmi": -total - cross,
+        "confidence": mean.amax(-1),
+    }
+
+
+def dirichlet_uncertainty(alphas: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Closed-form uncertainty measures of Dir(α) ([EnD2] eq. 10; Malinin & Gales 2019).
+
+    Args:
+        alphas: ``[..., K]`` positive concentrations.
+
+    Returns:
+        dict of ``[...]`` tensors (computed in float64 for accuracy, returned in the
+        input's computation dtype), with p̂ = α/α₀:
+
+        - total = −Σ p̂_k ln p̂_k
+        - data = E_{π~Dir(α)} H[π] = −Σ p̂_k (ψ(α_k+1) − ψ(α₀+1))
+        - mutual_information = total − data  (≥ 0; not clamped)
+        - epkl = E_{π,π'~Dir(α)} KL(π‖π') = (K−1)/α₀
+        - rmi = E_{π~Dir(α)} KL(p̂‖π) = Σ p̂_k (ln p̂_k − ψ(α_k) + ψ(α₀))
+        - confidence = max_k p̂_k
+    """
+    if alphas.dim() < 1:
+        raise ValueError("alphas must have a class axis")
+    out_dtype = compute_dtype(alphas)
+    a = alphas.to(torch.float64)
+    k = a.shape[-1]
+    a0 = a.sum(-1, keepdim=True)
+    p = a / a0
+    log_p = a.log() - a0.log()
+    total = -xlogy_safe(p, log_p).sum(-1)
+    data = -(p * (torch.digamma(a + 1.0) - torch.digamma(a0 + 1.0))).sum(-1)
+    rmi = (p * (log_p - torch.digamma(a) + torch.digamma(a0))).sum(-1)
+    epkl = (k - 1) / a0.squeeze(-1)
+    out = {
+        "total": total,
+        "data": data,
+        "mutual_information": total - data,
+        "epkl": epkl,
+        "rmi": rmi,
+        "confidence": p.amax(-1),
+    }
+    return {key: value.to(out_dtype) for key, value in out.items()}
+
+
+def alphas_from_logits(logits: torch.Tensor, offset: float = 0.0, parametrization: str = "exp") -> torch.Tensor:
+    """Dirichlet concentrations from network outputs: α = exp(z) + offset.
+
+    Overflow-safe: z is clamped at ``MAX_LOG_ALPHA`` (30 in float32, 80 in float64)
+    before the exponential, so α stays finite for logits of any size. With
+    ``parametrization="softplus"``, α = softplus(z) + offset (a small floor of
+    1e-8 is added when offset is 0 so that α > 0).
+
+    Half-precision logits are computed and returned in float32.
+    """
+    dtype = compute_dtype(logits)
+    z = upcast(logits, dtype)
+    if parametrization == "exp":
+        alphas = z.clamp(max=MAX_LOG_ALPHA[dtype]).exp()
+    elif parametrization == "softplus":
+        alphas = torch.nn.functional.softplus(z)
+        if offset == 0.0:
+            alphas = alphas + 1e-8
+    else:
+        raise ValueError(f"parametrization must be 'exp' or 'softplus', got {parametrization!r}")
+    return alphas + offset if offset else alphas
