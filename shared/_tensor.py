@@ -8,10 +8,12 @@ import torch
 
 Reduction = str  # "none" | "sum" | "mean"
 
-#: Largest log-concentration used when turning logits into Dirichlet parameters.
-#: exp(30) ~ 1e13 keeps lgamma/digamma of alpha_0 finite and accurate in float32;
-#: float64 computations allow exp(80) ~ 5.5e34.
+#: Range of log-concentrations used when turning logits into Dirichlet parameters.
+#: exp(30) ~ 1e13 keeps lgamma/digamma of alpha_0 finite and accurate in float32
+#: (float64: exp(80) ~ 5.5e34); the lower end keeps alpha > 0 (no underflow to 0,
+#: where lgamma is infinite) when no offset is added.
 MAX_LOG_ALPHA = {torch.float32: 30.0, torch.float64: 80.0}
+MIN_LOG_ALPHA = {torch.float32: -80.0, torch.float64: -700.0}
 
 
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:

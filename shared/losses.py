@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from shared._tensor import MAX_LOG_ALPHA, check_ensemble_shapes, compute_dtype, reduce_loss, upcast, xlogy_safe
+from shared._tensor import MAX_LOG_ALPHA, MIN_LOG_ALPHA, check_ensemble_shapes, compute_dtype, reduce_loss, upcast, xlogy_safe
 from shared.dirichlet import ProxyTarget, log_normalizer, proxy_target
 from shared.uncertainty import alphas_from_logits
 
@@ -104,13 +104,13 @@ class _DirichletKLToTarget(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, beta: torch.Tensor, offset: float, reverse: bool) -> torch.Tensor:  # type: ignore[override]
         n, k = z.shape
-        cap = MAX_LOG_ALPHA[z.dtype]
+        lo, cap = MIN_LOG_ALPHA[z.dtype], MAX_LOG_ALPHA[z.dtype]
         rows = max(1, CHUNK_ELEMENTS // max(k, 1))
         out = z.new_empty(n)
         beta0 = beta.sum(-1)
         for s in range(0, n, rows):
             zc, bc, b0 = z[s : s + rows], beta[s : s + rows], beta0[s : s + rows]
-            a = zc.clamp(max=cap).exp_().add_(offset)
+            a = zc.clamp(lo, cap).exp_().add_(offset)
             a0 = a.sum(-1)
             if reverse:
                 val = torch.lgamma(a0) - torch.lgamma(a).sum(-1)
@@ -129,13 +129,13 @@ class _DirichletKLToTarget(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         z, beta = ctx.saved_tensors
         n, k = z.shape
-        cap = MAX_LOG_ALPHA[z.dtype]
+        lo, cap = MIN_LOG_ALPHA[z.dtype], MAX_LOG_ALPHA[z.dtype]
         rows = max(1, CHUNK_ELEMENTS // max(k, 1))
         grad = torch.empty_like(z)
         beta0 = beta.sum(-1, keepdim=True)
         for s in range(0, n, rows):
             zc, bc, b0 = z[s : s + rows], beta[s : s + rows], beta0[s : s + rows]
-            ez = zc.clamp(max=cap).exp_()
+            ez = zc.clamp(lo, cap).exp_()
             a = ez + ctx.offset
             a0 = a.sum(-1, keepdim=True)
             if ctx.reverse:
@@ -143,7 +143,7 @@ class _DirichletKLToTarget(torch.autograd.Function):
             else:
                 g = torch.digamma(a).sub_(torch.digamma(a0)).sub_(torch.digamma(bc)).add_(torch.digamma(b0))
             g.mul_(ez).mul_(grad_out[s : s + rows].unsqueeze(-1))
-            g.masked_fill_(zc > cap, 0.0)
+            g.masked_fill_((zc > cap) | (zc < lo), 0.0)
             grad[s : s + rows] = g
         return grad, None, None, None
 

@@ -20,7 +20,7 @@ from typing import Dict
 
 import torch
 
-from shared._tensor import MAX_LOG_ALPHA, compute_dtype, upcast, xlogy_safe
+from shared._tensor import MAX_LOG_ALPHA, MIN_LOG_ALPHA, compute_dtype, upcast, xlogy_safe
 
 UNCERTAINTY_KEYS = ("total", "data", "mutual_information", "epkl", "rmi", "confidence")
 
@@ -110,8 +110,9 @@ def dirichlet_uncertainty(alphas: torch.Tensor) -> Dict[str, torch.Tensor]:
 def alphas_from_logits(logits: torch.Tensor, offset: float = 0.0, parametrization: str = "exp") -> torch.Tensor:
     """Dirichlet concentrations from network outputs: α = exp(z) + offset.
 
-    Overflow-safe: z is clamped at ``MAX_LOG_ALPHA`` (30 in float32, 80 in float64)
-    before the exponential, so α stays finite for logits of any size. With
+    Overflow-safe: z is clamped to [MIN_LOG_ALPHA, MAX_LOG_ALPHA] ([−80, 30] in float32,
+    [−700, 80] in float64) before the exponential, so α stays finite and positive for
+    logits of any size (the gradient is zero outside that range). With
     ``parametrization="softplus"``, α = softplus(z) + offset (a small floor of
     1e-8 is added when offset is 0 so that α > 0).
 
@@ -120,7 +121,7 @@ def alphas_from_logits(logits: torch.Tensor, offset: float = 0.0, parametrizatio
     dtype = compute_dtype(logits)
     z = upcast(logits, dtype)
     if parametrization == "exp":
-        alphas = z.clamp(max=MAX_LOG_ALPHA[dtype]).exp()
+        alphas = z.clamp(MIN_LOG_ALPHA[dtype], MAX_LOG_ALPHA[dtype]).exp()
     elif parametrization == "softplus":
         alphas = torch.nn.functional.softplus(z)
         if offset == 0.0:
