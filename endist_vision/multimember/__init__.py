@@ -8,3 +8,5 @@
 * :mod:`.aekd` — AE-KD teacher weights (min-norm QP on the capped simplex, [LatentBE] eqs. 27–29).
 * :mod:`.models` — registry entries ``batchensemble``, ``latentbe``, ``be_resnet18``, ``be_wrn28``, ``hydra``.
 """
+
+from endist_vision.multimember import models as _models  # noqa: E402,F401  (registers the model names)

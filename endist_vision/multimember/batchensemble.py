@@ -159,12 +159,13 @@ class BatchEnsembleLinear(_BatchEnsembleMixin):
 
     def to_plain(self) -> nn.Linear:
         """A plain ``nn.Linear`` with the weight-averaged parameters (single-model cost)."""
-        lin = nn.Linear(self.in_features, self.out_features, bias=self.member_bias is not None)
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.member_bias is not None,
+                        device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
             lin.weight.copy_(self.merged_weight())
             if lin.bias is not None:
                 lin.bias.copy_(self.merged_bias())
-        return lin.to(self.weight.device, self.weight.dtype)
+        return lin
 
 
 class BatchEnsembleConv2d(_BatchEnsembleMixin):
@@ -198,12 +199,13 @@ class BatchEnsembleConv2d(_BatchEnsembleMixin):
         conv = nn.Conv2d(
             self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
             padding=self.padding, dilation=self.dilation, bias=self.member_bias is not None,
+            device=self.weight.device, dtype=self.weight.dtype,
         )
         with torch.no_grad():
             conv.weight.copy_(self.merged_weight())
             if conv.bias is not None:
                 conv.bias.copy_(self.merged_bias())
-        return conv.to(self.weight.device, self.weight.dtype)
+        return conv
 
 
 BE_LAYERS = (BatchEnsembleLinear, BatchEnsembleConv2d)
@@ -256,12 +258,13 @@ def _convert_layer(
         )
     else:
         return None
+    new = new.to(sub.weight.device, sub.weight.dtype)
     if copy_weights:
         with torch.no_grad():
             new.weight.copy_(sub.weight)
             if sub.bias is not None:
                 new.member_bias.copy_(sub.bias.expand(m, -1))
-    return new.to(sub.weight.device, sub.weight.dtype)
+    return new
 
 
 def replace_with_plain(model: nn.Module) -> nn.Module:

@@ -22,6 +22,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from endist_vision.models.registry import NormalizedModel
 from endist_vision.multimember.batchensemble import BatchEnsembleNet, replace_with_plain
 
 
@@ -30,13 +31,18 @@ def latentbe_student(model: nn.Module, ensemble_size: int) -> BatchEnsembleNet:
     return BatchEnsembleNet.from_plain(model, ensemble_size, fast_init="ones", fast_prior=1.0)
 
 
-def merge_to_single(model: BatchEnsembleNet) -> nn.Module:
+def merge_to_single(model: nn.Module) -> nn.Module:
     """Weight-average the members of a BE network into one plain network ([LatentBE] eq. 5).
 
     Returns a new module (the wrapped body with each BE layer replaced by ``nn.Conv2d``/``nn.Linear``
     holding ``W ∘ mean_m r_m s_mᵀ`` and ``mean_m b_m``; BatchNorm and all other layers copied) that
-    maps ``[B, ...] → [B, K]``.  The BE network itself is not modified.
+    maps ``[B, ...] → [B, K]``.  The BE network itself is not modified.  A ``NormalizedModel``
+    wrapping a BE network gives a ``NormalizedModel`` wrapping the merged network.
     """
+    if isinstance(model, NormalizedModel):
+        merged_net = merge_to_single(model.net)
+        out = NormalizedModel(merged_net, model.mean.tolist(), model.std.tolist())
+        return out.to(model.mean.device).train(model.training)
     if not isinstance(model, BatchEnsembleNet):
         raise ValueError(f"merge_to_single needs a BatchEnsembleNet, got {type(model).__name__}")
     merged = replace_with_plain(model.body)
