@@ -1,0 +1,47 @@
+"""Criterion ``dirichlet_proxy_distillation``: forward KL to the Proxy-Dirichlet target.
+
+Per target token ([Proxy] §3, eq. 13 and 17)::
+
+    β = p̄_T · β̂₀ + target_offset,   α = exp(z / T) + model_offset
+    L_t = KL[Dir(β) ‖ Dir(α)] / max(β̂₀, 1)        (β-only constants dropped)
+
+computed by :func:`shared.losses.proxy_dirichlet_loss` (``direction="forward"``)
+on the target from :func:`shared.dirichlet.proxy_target`, which is computed once
+per batch and also logged (β̂₀).
+"""
+
+
+from dataclasses import dataclass
+
+from fairseq.criterions import register_criterion
+from torch import Tensor
+
+from endist_seq.criterions._distillation_base import DistillationCriterion, DistillationCriterionConfig
+from shared.dirichlet import ProxyTarget
+from shared.losses import proxy_dirichlet_loss
+
+
+@dataclass
+class DirichletProxyDistillationConfig(DistillationCriterionConfig):
+    pass
+
+
+@register_criterion("dirichlet_proxy_distillation", dataclass=DirichletProxyDistillationConfig)
+class DirichletProxyDistillation(DistillationCriterion):
+    """Forward KL from the Proxy-Dirichlet target to the student's Dirichlet."""
+
+    direction = "forward"
+
+    def distillation_loss(self, logits: Tensor, teacher_log_probs: Tensor, temperature: float, target: ProxyTarget) -> Tensor:
+        return proxy_dirichlet_loss(
+            logits,
+            None,
+            direction=self.direction,
+            model_offset=self.model_offset,
+            target_offset=self.target_offset,
+            estimator=self.estimator,
+            normalize=True,
+            temperature=temperature,
+            target=target,
+            reduction="none",
+        )

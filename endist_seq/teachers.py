@@ -1,0 +1,204 @@
+"""Teacher ensemble for sequence distillation: load, validate, and score a batch.
+
+The teachers are plain fairseq checkpoints (any architecture the student's task
+can build). They are loaded once, put in eval mode with gradients disabled,
+kept *outside* the student model (so they never enter the student's state dict,
+its checkpoints, its optimizer or its DDP wrapper) and moved lazily to the
+student's device on the first batch.
+
+Per batch they produce teacher-forced log-probabilities only at the non-padding
+target positions, written member by member into one preallocated tensor
+``[N, M, V]`` (``N`` = number of real target tokens): the memory-lean
+equivalent of ``[B, T, M, V]`` without its padding rows and without a second
+(stacked) copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+
+class TeacherCheckpointError(ValueError):
+    """A teacher checkpoint is missing, unreadable, or incompatible with the student."""
+
+
+@dataclass
+class EnsembleBatch:
+    """Teacher predictions for one batch, attached to the fairseq sample as ``sample["ensemble"]``.
+
+    Attributes:
+        log_probs: ``[N, M, V]`` float32 teacher-forced log-probabilities of the
+            ``M`` teachers at the ``N`` non-padding target positions (row order =
+            ``target[mask]``).
+        mask: ``[B, T]`` bool, True at non-padding target positions.
+        temperature: distillation temperature for this batch (1.0 in validation).
+    """
+
+    log_probs: Tensor
+    mask: Tensor
+    temperature: float
+
+
+def split_paths(spec: str) -> List[str]:
+    """``"a.pt,b.pt"`` → ``["a.pt", "b.pt"]`` (empty items dropped)."""
+    return [p.strip() for p in (spec or "").split(",") if p.strip()]
+
+
+def _checkpoint_cfg(path: str, state: Dict[str, Any]) -> Any:
+    cfg = state.get("cfg")
+    if cfg is None and state.get("args") is not None:
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+        cfg = convert_namespace_to_omegaconf(state["args"])
+    if cfg is None or "model" not in state:
+        raise TeacherCheckpointError(
+            f"--ensemble-paths: {path} is not a fairseq model checkpoint (no 'cfg'/'args' or no 'model' entry)"
+        )
+    return cfg
+
+
+def _first_difference(a: Sequence[str], b: Sequence[str]) -> str:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return f"first difference at index {i}: {x!r} vs {y!r}"
+    return f"sizes {len(a)} vs {len(b)}"
+
+
+def _check_dictionaries(path: str, cfg: Any, state: Dict[str, Any], task: Any) -> None:
+    """Teacher must use the student's source and target dictionaries.
+
+    Two checks: (1) the embedding tables in the checkpoint must have one row per
+    symbol of the student's dictionaries; (2) when the teacher's own dictionary
+    files are still where its training config says (``task.data`` with its
+    language pair), their symbols must equal the student's, in order.
+    """
+    sides = (("source", task.source_dictionary, "encoder"), ("target", task.target_dictionary, "decoder"))
+    task_cfg = getattr(cfg, "task", None)
+    data = getattr(task_cfg, "data", None) if task_cfg is not None else None
+    langs = (getattr(task_cfg, "source_lang", None), getattr(task_cfg, "target_lang", None)) if task_cfg else (None, None)
+    if data and None not in langs:
+        from fairseq.data import Dictionary
+
+        first_dir = str(data).split(":")[0]
+        for (side, dictionary, _), lang in zip(sides, langs):
+            dict_path = os.path.join(first_dir, f"dict.{lang}.txt")
+            if not os.path.isfile(dict_path):
+                logger.warning("teacher %s: its %s dictionary %s is not available; checking sizes only", path, side, dict_path)
+                continue
+            teacher_dict = Dictionary.load(dict_path)
+            if teacher_dict.symbols != dictionary.symbols:
+                raise TeacherCheckpointError(
+                    f"--ensemble-paths: teacher checkpoint {path} was trained with a different {side} dictionary "
+                    f"({dict_path}, {len(teacher_dict)} symbols) than the student ({len(dictionary)} symbols; "
+                    f"{_first_difference(teacher_dict.symbols, dictionary.symbols)})"
+                )
+    model_state = state["model"]
+    for side, dictionary, module in sides:
+        key = f"{module}.embed_tokens.weight"
+        if key in model_state and model_state[key].shape[0] != len(dictionary):
+            raise TeacherCheckpointError(
+                f"--ensemble-paths: teacher checkpoint {path} does not match the student's {side} dictionary: "
+                f"its {module} embedding has {model_state[key].shape[0]} rows but the {side} dictionary of the "
+                f"training data has {len(dictionary)} symbols (teachers must be trained on the same binarised "
+                f"dictionaries as the student)"
+            )
+
+
+def load_teacher(path: str, task: Any) -> torch.nn.Module:
+    """Load one teacher checkpoint as an eval-mode, no-grad model built for ``task``'s dictionaries.
+
+    Raises:
+        TeacherCheckpointError: missing/unreadable file, not a model checkpoint,
+            dictionary mismatch, or weights that do not fit the architecture.
+    """
+    from fairseq import checkpoint_utils, models
+
+    if not os.path.exists(path):
+        raise TeacherCheckpointError(f"--ensemble-paths: teacher checkpoint {path} does not exist")
+    if not os.path.isfile(path):
+        raise TeacherCheckpointError(f"--ensemble-paths: teacher checkpoint {path} is not a file")
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    except Exception as err:  # torch/pickle raise many different types for a corrupt file
+        raise TeacherCheckpointError(
+            f"--ensemble-paths: cannot read teacher checkpoint {path}: {type(err).__name__}: {err}"
+        ) from err
+    cfg = _checkpoint_cfg(path, state)
+    _check_dictionaries(path, cfg, state, task)
+    # models.build_model, not task.build_model: the translation task's build_model
+    # would also (re)build its BLEU sequence generator around the teacher.
+    model = models.build_model(cfg.model, task, from_checkpoint=True)
+    try:
+        model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
+    except RuntimeError as err:
+        raise TeacherCheckpointError(
+            f"--ensemble-paths: weights of teacher checkpoint {path} do not fit its architecture with the "
+            f"student's dictionaries: {err}"
+        ) from err
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+class TeacherEnsemble:
+    """``M`` frozen teacher models that score batches teacher-forced.
+
+    Deliberately *not* an ``nn.Module`` attribute of the student: it lives on the
+    task, so fairseq never checkpoints, optimises or DDP-wraps it.
+    """
+
+    def __init__(self, models_: Sequence[torch.nn.Module], paths: Sequence[str], dtype: Optional[torch.dtype] = None):
+        if not models_:
+            raise TeacherCheckpointError("--ensemble-paths: at least one teacher checkpoint is required")
+        self.models = list(models_)
+        self.paths = list(paths)
+        self.dtype = dtype
+        self.device: Optional[torch.device] = None
+
+    @classmethod
+    def load(cls, paths: Sequence[str], task: Any, dtype: Optional[torch.dtype] = None) -> "TeacherEnsemble":
+        """Load and validate every checkpoint in ``paths`` (fails on the first bad one, naming it)."""
+        models_ = [load_teacher(p, task) for p in paths]
+        logger.info("loaded %d teachers: %s", len(models_), ", ".join(paths))
+        return cls(models_, paths, dtype)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def to(self, device: torch.device) -> "TeacherEnsemble":
+        """Move the teachers to ``device`` (and cast to the ensemble dtype) once."""
+        if self.device != device:
+            for model in self.models:
+                model.to(device=device, dtype=self.dtype) if self.dtype is not None else model.to(device)
+            self.device = device
+        return self
+
+    @torch.no_grad()
+    def log_probs(self, net_input: Dict[str, Tensor], mask: Tensor) -> Tensor:
+        """Teacher-forced log-probabilities at the ``mask`` positions, ``[N, M, V]`` float32.
+
+        ``log p_m(y_t | y_<t, x) = log_softmax(z_m)_t`` for each teacher ``m``;
+        one member's logits are alive at a time besides the output tensor.
+        """
+        out: Optional[Tensor] = None
+        for m, model in enumerate(self.models):
+            net_output = model(**net_input)
+            if getattr(getattr(model, "decoder", None), "adaptive_softmax", None) is not None:
+                member = model.get_normalized_probs(net_output, log_probs=True)[mask].float()
+            else:
+                member = torch.log_softmax(net_output[0][mask].float(), dim=-1)
+            del net_output
+            if out is None:
+                out = member.new_empty(member.shape[0], len(self.models), member.shape[-1])
+            out[:, m] = member
+            del member
+        assert out is not None
+        return out
