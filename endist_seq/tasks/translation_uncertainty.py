@@ -1,14 +1,367 @@
-"""Task ``translation_uncertainty``: fairseq translation + uncertainty in generate.
+"""Task ``translation_uncertainty``: fairseq translation whose ``fairseq-generate`` also reports uncertainty.
 
-STUB created by the foundation commit; the generation issue (#4) fills it in.
-``ensemble_distillation`` (issue #3) subclasses :class:`TranslationUncertaintyTask`
-so that it accepts the same generation flags.
+Usage (``--user-dir endist_seq``)::
+
+    fairseq-generate DATA --user-dir endist_seq --task translation_uncertainty \\
+        --compute-uncertainty --path a.pt:b.pt:c.pt --beam 5 --nbest 5 \\
+        [--uncertainty-jsonl out.jsonl] [--nbest-temperature 1.0]
+
+    # Dirichlet student (EnD² / Proxy-EnD²): one checkpoint
+    fairseq-generate DATA ... --compute-uncertainty --path student.pt [--model-offset 1.0]
+
+Model kind (``--uncertainty-model``, default ``auto``): several checkpoints →
+**ensemble**; one checkpoint → **dirichlet** if ``--model-offset`` is given or
+the checkpoint was trained with an endist Dirichlet criterion (recorded in its
+``task_state`` by :meth:`TranslationUncertaintyTask.build_criterion`, together
+with the ``--model-offset`` used in training), else **single**. Measures and
+formulas: :mod:`endist_seq.generation.measures`; output format:
+:mod:`endist_seq.generation.output` and ``docs/seq_uncertainty_output.md``.
+
+How the lines get into fairseq-generate's output without patching fairseq:
+
+* :meth:`build_generator` wraps the generator fairseq would build in
+  :class:`~endist_seq.generation.sequence_generator.UncertaintyGenerator`
+  (search untouched → identical hypotheses and scores);
+* :meth:`inference_step` (called by ``fairseq_cli.generate._main`` once per
+  batch, *before* that batch's ``H-`` lines are printed) stores the batch's
+  lines. The output stream is ``_main``'s ``output_file`` local (stdout, or the
+  ``--results-path`` file), read from the calling frame; when ``inference_step``
+  is called by anything else (e.g. validation BLEU during training) no lines
+  are printed (results are still attached to the hypothesis dicts);
+* :meth:`get_batch_iterator` wraps the batch iterator so that requesting the
+  next batch first prints the previous batch's lines, and exhausting it prints
+  the last ones and commits the JSONL file. The ``U-`` lines of a batch thus
+  follow that batch's ``H-`` lines, before fairseq's final BLEU line.
+
+Subclasses (``ensemble_distillation``) inherit every flag except
+``--model-offset``, which their criterions declare themselves (argparse would
+otherwise keep this task's default and override the criterion's); its value
+still reaches ``cfg.model_offset`` through the shared namespace.
 """
 
+# no "from __future__ import annotations": fairseq reads the config field types at runtime
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.tasks import register_task
-from fairseq.tasks.translation import TranslationTask
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from endist_seq.generation.output import AtomicJsonlWriter, UncertaintyReporter, check_output_path
+from endist_seq.generation.scorer import HypothesisScorer
+from endist_seq.generation.sequence_generator import DirichletMeanModel, UncertaintyGenerator
+
+logger = logging.getLogger(__name__)
+
+UNCERTAINTY_MODEL_CHOICES = ChoiceEnum(["auto", "ensemble", "dirichlet", "single"])
+
+#: endist criterions whose student outputs Dirichlet concentrations α = exp(z) + model_offset
+DIRICHLET_CRITERIONS = frozenset(
+    {"sequence_distribution_distillation", "dirichlet_proxy_distillation", "rkl_dirichlet_proxy_distillation"}
+)
+
+#: key of the training metadata this task stores in the checkpoint's ``task_state``
+STUDENT_STATE_KEY = "endist_student"
 
 
-@register_task("translation_uncertainty")
+@dataclass
+class TranslationUncertaintyConfig(TranslationConfig):
+    compute_uncertainty: bool = field(
+        default=False,
+        metadata={"help": "print token- and sequence-level uncertainty (U-/UT-/UW- lines) in fairseq-generate"},
+    )
+    uncertainty_model: UNCERTAINTY_MODEL_CHOICES = field(  # type: ignore[valid-type]
+        default="auto",
+        metadata={
+            "help": "how to read the --path models: ensemble (several checkpoints), dirichlet (one EnD2/Proxy-EnD2 "
+            "student), single; auto: ensemble if several, dirichlet if --model-offset is given or the checkpoint "
+            "was trained with an endist Dirichlet criterion, else single"
+        },
+    )
+    model_offset: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Dirichlet student: alpha = exp(z) + offset, the same value as --model-offset in training "
+            "(default: the value recorded in the checkpoint)"
+        },
+    )
+    dirichlet_mean_decoding: bool = field(
+        default=False,
+        metadata={"help": "Dirichlet student: search with the expected distribution alpha/alpha0 instead of softmax(z)"},
+    )
+    nbest_temperature: float = field(
+        default=1.0, metadata={"help": "temperature T of the n-best posterior weights softmax(score / T) (UW- lines)"}
+    )
+    uncertainty_jsonl: Optional[str] = field(
+        default=None,
+        metadata={"help": "also write one JSON record per sentence to this file (written atomically at the end)"},
+    )
+    no_uncertainty_lines: bool = field(
+        default=False, metadata={"help": "do not print U-/UT-/UW- lines (e.g. with --uncertainty-jsonl only)"}
+    )
+
+
+class _FilteredConfig:
+    """Factory of a dataclass instance whose parser arguments omit some fields."""
+
+    @staticmethod
+    def make(dc_cls: type, skip: Sequence[str]) -> Any:
+        skipped = frozenset(skip)
+
+        class Filtered(dc_cls):  # type: ignore[misc, valid-type]
+            def _get_all_attributes(self) -> List[str]:
+                return [k for k in super()._get_all_attributes() if k not in skipped]
+
+        return Filtered()
+
+
+@register_task("translation_uncertainty", dataclass=TranslationUncertaintyConfig)
 class TranslationUncertaintyTask(TranslationTask):
     """Translation task whose generator also reports uncertainty (issue #4)."""
+
+    cfg: TranslationUncertaintyConfig
+
+    def __init__(self, cfg: TranslationUncertaintyConfig, src_dict: Any, tgt_dict: Any) -> None:
+        super().__init__(cfg, src_dict, tgt_dict)
+        _validate(cfg)
+        #: training metadata of each checkpoint loaded by fairseq, in --path order (None: not recorded)
+        self.checkpoint_students: List[Optional[Dict[str, Any]]] = []
+        self._reporter: Optional[UncertaintyReporter] = None
+
+    # ------------------------------------------------------------------ flags
+    @classmethod
+    def add_args(cls, parser: Any) -> None:
+        """Flags of the task's config dataclass; subclasses leave ``--model-offset`` to their criterions."""
+        dc = getattr(cls, "__dataclass", None) or TranslationUncertaintyConfig
+        if cls is TranslationUncertaintyTask:
+            gen_parser_from_dataclass(parser, dc())
+        else:
+            gen_parser_from_dataclass(parser, _FilteredConfig.make(dc, ["model_offset"]))
+
+    # ------------------------------------------------------------------ training metadata
+    def build_criterion(self, cfg: Any, from_checkpoint: bool = False) -> Any:
+        """Build the criterion and record in the task state whether the student is a Dirichlet (saved in checkpoints)."""
+        criterion = super().build_criterion(cfg, from_checkpoint=from_checkpoint)
+        name = getattr(cfg, "_name", None) or type(criterion).__name__
+        dirichlet = getattr(criterion, "student_is_dirichlet", None)
+        if dirichlet is None:
+            dirichlet = name in DIRICHLET_CRITERIONS
+        offset = getattr(criterion, "model_offset", getattr(cfg, "model_offset", None))
+        self.state.merge_state_dict(
+            {
+                STUDENT_STATE_KEY: {
+                    "criterion": str(name),
+                    "dirichlet": bool(dirichlet),
+                    "model_offset": None if offset is None else float(offset),
+                }
+            }
+        )
+        return criterion
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Called by fairseq once per loaded checkpoint, before building its model."""
+        super().load_state_dict(state_dict)
+        meta = state_dict.get(STUDENT_STATE_KEY) if isinstance(state_dict, dict) else None
+        self.checkpoint_students.append(dict(meta) if isinstance(meta, dict) else None)
+
+    # ------------------------------------------------------------------ generation
+    def resolve_model_kind(self, num_models: int) -> tuple:
+        """``(kind, model_offset)`` for the ``num_models`` checkpoints of ``--path`` (see module docstring)."""
+        requested = str(getattr(self.cfg, "uncertainty_model", "auto"))
+        flag_offset = getattr(self.cfg, "model_offset", None)
+        metas = self.checkpoint_students[-num_models:] if len(self.checkpoint_students) >= num_models else []
+        meta = metas[0] if num_models == 1 and metas else None
+        recorded = meta.get("model_offset") if meta and meta.get("dirichlet") else None
+        if requested == "auto":
+            if num_models > 1:
+                kind = "ensemble"
+            elif flag_offset is not None or (meta is not None and meta.get("dirichlet")):
+                kind = "dirichlet"
+            else:
+                kind = "single"
+        else:
+            kind = requested
+        if kind == "ensemble" and num_models < 2:
+            raise ValueError(f"--uncertainty-model ensemble needs several checkpoints in --path (a.pt:b.pt), got {num_models}")
+        if kind in ("dirichlet", "single") and num_models != 1:
+            raise ValueError(f"--uncertainty-model {kind} needs exactly one checkpoint in --path, got {num_models}")
+        if getattr(self.cfg, "dirichlet_mean_decoding", False) and kind != "dirichlet":
+            raise ValueError(f"--dirichlet-mean-decoding needs a Dirichlet student, but the models are read as {kind!r}")
+        offset = 0.0
+        if kind == "dirichlet":
+            if flag_offset is not None:
+                offset = float(flag_offset)
+                if recorded is not None and abs(recorded - offset) > 1e-12:
+                    logger.warning(
+                        "--model-offset %g differs from the value recorded in the checkpoint (%g); using %g",
+                        offset, recorded, offset,
+                    )
+            elif recorded is not None:
+                offset = float(recorded)
+            else:
+                raise ValueError(
+                    "--uncertainty-model dirichlet: give --model-offset (the value used in training); "
+                    "the checkpoint has no endist training record"
+                )
+        return kind, offset
+
+    def build_generator(
+        self,
+        models: List[Any],
+        args: Any,
+        seq_gen_cls: Any = None,
+        extra_gen_cls_kwargs: Optional[Dict[str, Any]] = None,
+        prefix_allowed_tokens_fn: Any = None,
+    ) -> Any:
+        """fairseq's generator, wrapped to score its n-best hypotheses when ``--compute-uncertainty``."""
+        if not getattr(self.cfg, "compute_uncertainty", False):
+            return super().build_generator(
+                models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs,
+                prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
+            )
+        kind, offset = self.resolve_model_kind(len(models))
+        search_models = list(models)
+        if getattr(self.cfg, "dirichlet_mean_decoding", False):
+            search_models = [DirichletMeanModel(models[0], offset)]
+        inner = super().build_generator(
+            search_models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs,
+            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
+        )
+        scorer = HypothesisScorer(
+            models,
+            kind,
+            pad=self.target_dictionary.pad(),
+            eos=self.target_dictionary.eos(),
+            model_offset=offset,
+            temperature=float(getattr(args, "temperature", 1.0)),
+            nbest_temperature=float(self.cfg.nbest_temperature),
+        )
+        logger.info(
+            "uncertainty: %s (%d member%s%s), measures in nats",
+            kind, len(models), "s" if len(models) > 1 else "",
+            f", model offset {offset:g}" if kind == "dirichlet" else "",
+        )
+        return UncertaintyGenerator(inner, scorer, nbest=int(getattr(args, "nbest", 1)), search_models=search_models)
+
+    def inference_step(self, generator: Any, models: List[Any], sample: Dict[str, Any], prefix_tokens: Any = None, constraints: Any = None) -> Any:
+        hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
+        if isinstance(generator, UncertaintyGenerator):
+            reporter = self._get_reporter(sys._getframe(1))
+            if reporter is not None:
+                self._report(reporter, generator, sample, hypos)
+        return hypos
+
+    def get_batch_iterator(self, *args: Any, **kwargs: Any) -> Any:
+        epoch_iter = super().get_batch_iterator(*args, **kwargs)
+        if getattr(self.cfg, "compute_uncertainty", False):
+            return _ReportingEpochIterator(epoch_iter, self)
+        return epoch_iter
+
+    # ------------------------------------------------------------------ output
+    def _get_reporter(self, caller: Any) -> Optional[UncertaintyReporter]:
+        """The reporter of this run, created on the first batch from fairseq-generate's ``_main`` frame."""
+        if self._reporter is not None:
+            return None if self._reporter.closed else self._reporter
+        stream = None
+        if caller.f_code.co_name == "_main" and caller.f_globals.get("__name__") == "fairseq_cli.generate":
+            cfg = caller.f_locals.get("cfg")
+            quiet = bool(getattr(getattr(cfg, "common_eval", None), "quiet", False))
+            if not quiet and not self.cfg.no_uncertainty_lines:
+                stream = caller.f_locals.get("output_file")
+        jsonl = AtomicJsonlWriter(self.cfg.uncertainty_jsonl) if self.cfg.uncertainty_jsonl else None
+        if stream is None and jsonl is None:
+            return None
+        self._reporter = UncertaintyReporter(stream, jsonl)
+        return self._reporter
+
+    def _report(self, reporter: UncertaintyReporter, generator: UncertaintyGenerator, sample: Dict[str, Any], hypos: Any) -> None:
+        tgt_dict = self.target_dictionary
+        target = sample.get("target")
+        texts, refs = [], []
+        for i, sent in enumerate(generator.last_uncertainty):
+            texts.append([tgt_dict.string(hypos[i][h.rank]["tokens"]) for h in sent.hypotheses])
+            refs.append(None if target is None else tgt_dict.string(target[i]))
+        reporter.add_batch(sample["id"].tolist(), generator.last_uncertainty, texts, refs)
+
+    def flush_uncertainty_output(self) -> None:
+        """Write the pending lines of the last batch (called before the next batch is fetched)."""
+        if self._reporter is not None:
+            self._reporter.flush()
+
+    def close_uncertainty_output(self) -> None:
+        """Write the last lines and commit the JSONL file (called when the batch iterator is exhausted)."""
+        if self._reporter is not None:
+            self._reporter.close()
+
+
+def _validate(cfg: Any) -> None:
+    """Reject bad flag values early, naming the flag."""
+    compute = bool(getattr(cfg, "compute_uncertainty", False))
+    temp = getattr(cfg, "nbest_temperature", 1.0)
+    if temp is not None and not float(temp) > 0:
+        raise ValueError(f"--nbest-temperature must be > 0, got {temp}")
+    offset = getattr(cfg, "model_offset", None)
+    if offset is not None and float(offset) < 0:
+        raise ValueError(f"--model-offset must be >= 0, got {offset}")
+    for flag, attr in (
+        ("--uncertainty-jsonl", "uncertainty_jsonl"),
+        ("--dirichlet-mean-decoding", "dirichlet_mean_decoding"),
+        ("--no-uncertainty-lines", "no_uncertainty_lines"),
+    ):
+        if getattr(cfg, attr, None) and not compute:
+            raise ValueError(f"{flag} needs --compute-uncertainty")
+    if compute and str(getattr(cfg, "uncertainty_model", "auto")) not in ("auto", "ensemble", "dirichlet", "single"):
+        raise ValueError(f"--uncertainty-model must be auto, ensemble, dirichlet or single, got {cfg.uncertainty_model}")
+    path = getattr(cfg, "uncertainty_jsonl", None)
+    if path:
+        check_output_path(path, "--uncertainty-jsonl")
+
+
+class _ReportingIterator:
+    """Batch iterator that prints the previous batch's uncertainty before yielding the next batch."""
+
+    def __init__(self, inner: Any, task: TranslationUncertaintyTask) -> None:
+        self._inner = inner
+        self._task = task
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __iter__(self) -> "_ReportingIterator":
+        return self
+
+    def __next__(self) -> Any:
+        self._task.flush_uncertainty_output()
+        try:
+            return next(self._inner)
+        except StopIteration:
+            self._task.close_uncertainty_output()
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # n, has_next, skip, take, ...
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class _ReportingEpochIterator:
+    """Proxy of fairseq's epoch iterator whose ``next_epoch_itr`` returns a :class:`_ReportingIterator`."""
+
+    def __init__(self, inner: Any, task: TranslationUncertaintyTask) -> None:
+        self._inner = inner
+        self._task = task
+
+    def next_epoch_itr(self, *args: Any, **kwargs: Any) -> _ReportingIterator:
+        return _ReportingIterator(self._inner.next_epoch_itr(*args, **kwargs), self._task)
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)

@@ -1,0 +1,240 @@
+"""Teacher-force the final hypotheses through the model(s) and compute their uncertainty.
+
+After the (unchanged) search, the n-best hypotheses of a batch are re-run in
+one batched, non-incremental forward pass per member: the decoder input is
+``</s> y_1 .. y_{L-1}`` and position l yields the member's distribution
+P_m(· | y_<l, x). This reproduces the distributions the search used (up to
+float rounding: the search decodes incrementally) without touching the search
+code, costs one decoder pass over N·L tokens per member (the beam search made
+L passes over beam·N tokens) and works for every fairseq search strategy and
+for ``--score-reference``.
+
+The generation ``--temperature`` T is applied as in fairseq's ``EnsembleModel``
+(logits / T) before the softmax or, for a Dirichlet student, before
+α = exp(z / T) + offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from endist_seq.generation import measures as M
+from shared.uncertainty import alphas_from_logits
+
+#: upper bound on the elements of one ``[hypotheses, positions, members, vocab]``
+#: block of probabilities; larger batches are split into groups of hypotheses.
+DEFAULT_MAX_ELEMENTS = 1 << 26
+
+
+@dataclass
+class HypothesisUncertainty:
+    """Uncertainty of one hypothesis (``rank`` in fairseq's n-best order)."""
+
+    rank: int
+    tokens: List[int]
+    score: float
+    sequence: Dict[str, Optional[float]]
+    token: Dict[str, Optional[List[float]]]
+
+
+@dataclass
+class SentenceUncertainty:
+    """Uncertainty of the n-best list of one source sentence."""
+
+    kind: str
+    num_members: int
+    temperature: float
+    hypotheses: List[HypothesisUncertainty] = field(default_factory=list)
+    weighted: Dict[str, Optional[float]] = field(default_factory=dict)
+
+
+class HypothesisScorer:
+    """Computes :mod:`~endist_seq.generation.measures` for generated (or reference) hypotheses.
+
+    Args:
+        models: the fairseq models of ``--path`` (encoder-decoder).
+        kind: ``"ensemble"`` (M ≥ 2), ``"dirichlet"`` (one student) or ``"single"``.
+        pad, eos: target dictionary indices.
+        model_offset: Dirichlet offset c in α = exp(z) + c (``kind="dirichlet"`` only).
+        temperature: generation temperature applied to the logits.
+        nbest_temperature: temperature of the n-best posterior weights.
+        max_elements: memory bound for one block of probabilities (see module constant).
+    """
+
+    def __init__(
+        self,
+        models: Sequence[torch.nn.Module],
+        kind: str,
+        pad: int,
+        eos: int,
+        model_offset: float = 0.0,
+        temperature: float = 1.0,
+        nbest_temperature: float = 1.0,
+        max_elements: int = DEFAULT_MAX_ELEMENTS,
+    ) -> None:
+        if kind not in M.MODEL_KINDS:
+            raise ValueError(f"model kind must be one of {M.MODEL_KINDS}, got {kind!r}")
+        if kind == "ensemble" and len(models) < 2:
+            raise ValueError(f"an ensemble needs at least 2 models, got {len(models)}")
+        if kind != "ensemble" and len(models) != 1:
+            raise ValueError(f"--uncertainty-model {kind} needs exactly one checkpoint in --path, got {len(models)}")
+        if not temperature > 0:
+            raise ValueError(f"--temperature must be > 0, got {temperature}")
+        if not nbest_temperature > 0:
+            raise ValueError(f"--nbest-temperature must be > 0, got {nbest_temperature}")
+        if model_offset < 0:
+            raise ValueError(f"--model-offset must be >= 0, got {model_offset}")
+        self.models = list(models)
+        self.kind = kind
+        self.pad = pad
+        self.eos = eos
+        self.model_offset = float(model_offset)
+        self.temperature = float(temperature)
+        self.nbest_temperature = float(nbest_temperature)
+        self.max_elements = int(max_elements)
+
+    # ------------------------------------------------------------------ batching
+    def _teacher_forcing_batch(self, hyp_tokens: List[Tensor], device: torch.device):
+        """Right-padded decoder inputs ``</s> y_1..y_{L-1}``, targets ``y`` and mask, ``[N, T]``."""
+        n, t = len(hyp_tokens), max(int(h.numel()) for h in hyp_tokens)
+        targets = torch.full((n, t), self.pad, dtype=torch.long, device=device)
+        prev = torch.full((n, t), self.pad, dtype=torch.long, device=device)
+        for i, tok in enumerate(hyp_tokens):
+            length = int(tok.numel())
+            tok = tok.to(device=device, dtype=torch.long)
+            targets[i, :length] = tok
+            prev[i, 0] = self.eos
+            prev[i, 1:length] = tok[: length - 1]
+        return prev, targets, targets.ne(self.pad)
+
+    def _member_outputs(self, model: torch.nn.Module, encoder_out: Any, prev: Tensor, mask: Tensor) -> Tensor:
+        """The member's log-probs (or, for a Dirichlet student, concentrations) at the masked positions, ``[P, K]``."""
+        decoder_out = model.decoder(prev, encoder_out=encoder_out)
+        logits = decoder_out[0]
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        if self.kind == "dirichlet":
+            return alphas_from_logits(logits[mask], offset=self.model_offset)
+        extra = decoder_out[1] if len(decoder_out) > 1 else None
+        log_probs = model.get_normalized_probs((logits, extra), log_probs=True, sample=None)
+        return log_probs[mask]
+
+    def _groups(self, lengths: List[int], vocab: int) -> List[List[int]]:
+        """Split hypothesis indices into groups whose probability block fits ``max_elements``."""
+        per_token = vocab * len(self.models)
+        groups: List[List[int]] = [[]]
+        longest = 0
+        for i, length in enumerate(lengths):
+            new_longest = max(longest, length)
+            if groups[-1] and (len(groups[-1]) + 1) * new_longest * per_token > self.max_elements:
+                groups.append([])
+                new_longest = length
+            groups[-1].append(i)
+            longest = new_longest
+        return groups
+
+    # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def score(
+        self, net_input: Dict[str, Tensor], hypos: List[List[Dict[str, Any]]], nbest: int
+    ) -> List[SentenceUncertainty]:
+        """Uncertainty of the top ``nbest`` hypotheses of every sentence of a batch.
+
+        ``hypos[i]`` is fairseq's sorted hypothesis list of the i-th sentence of
+        ``net_input``. Each scored hypothesis dict also receives the result under
+        ``"uncertainty"`` (a :class:`HypothesisUncertainty`).
+        """
+        selected = [(i, j) for i, sent in enumerate(hypos) for j in range(min(nbest, len(sent)))]
+        results = [
+            SentenceUncertainty(kind=self.kind, num_members=len(self.models), temperature=self.nbest_temperature)
+            for _ in hypos
+        ]
+        if not selected:
+            return results
+        device = net_input["src_tokens"].device
+        tokens = [hypos[i][j]["tokens"] for i, j in selected]
+        lengths = [int(t.numel()) for t in tokens]
+        if min(lengths) < 1:
+            raise ValueError("cannot score an empty hypothesis (no tokens, not even </s>)")
+        encoder_outs = [m.encoder.forward_torchscript(net_input) for m in self.models]
+        vocab = self._vocab_size()
+        seq_parts: List[Dict[str, Optional[Tensor]]] = []
+        tok_parts: List[M.TokenStats] = []
+        group_of: List[List[int]] = self._groups(lengths, vocab)
+        for group in group_of:
+            order = torch.tensor([selected[g][0] for g in group], dtype=torch.long, device=device)
+            prev, targets, mask = self._teacher_forcing_batch([tokens[g] for g in group], device)
+            outputs = [
+                self._member_outputs(m, m.encoder.reorder_encoder_out(enc, order), prev, mask)
+                for m, enc in zip(self.models, encoder_outs)
+            ]
+            chosen = targets[mask]
+            if self.kind == "ensemble":
+                stats = M.ensemble_token_stats(torch.stack(outputs, dim=1), chosen)
+            elif self.kind == "dirichlet":
+                stats = M.dirichlet_token_stats(outputs[0], chosen)
+            else:
+                stats = M.single_token_stats(outputs[0], chosen)
+            group_lengths = mask.sum(1)
+            segment = torch.arange(len(group), device=device).repeat_interleave(group_lengths)
+            scores = torch.tensor(
+                [float(hypos[selected[g][0]][selected[g][1]]["score"]) for g in group], dtype=torch.float64
+            )
+            seq_parts.append(M.sequence_measures(stats, segment, group_lengths, self.kind, scores.to(device)))
+            tok_parts.append(stats)
+        self._attach(hypos, results, selected, group_of, seq_parts, tok_parts, lengths)
+        return results
+
+    def _vocab_size(self) -> int:
+        decoder = self.models[0].decoder
+        if hasattr(decoder, "output_projection") and decoder.output_projection is not None:
+            return int(decoder.output_projection.weight.shape[0])
+        return len(decoder.dictionary)
+
+    def _attach(
+        self,
+        hypos: List[List[Dict[str, Any]]],
+        results: List[SentenceUncertainty],
+        selected: List[tuple],
+        groups: List[List[int]],
+        seq_parts: List[Dict[str, Optional[Tensor]]],
+        tok_parts: List[M.TokenStats],
+        lengths: List[int],
+    ) -> None:
+        undefined_tok = M.undefined_token_measures(self.kind)
+        for group, seq, stats in zip(groups, seq_parts, tok_parts):
+            seq_lists = {k: (None if v is None else v.tolist()) for k, v in seq.items()}
+            tok_values = {"log_prob": stats.log_prob.tolist()}
+            tok_values.update({k: v.tolist() for k, v in stats.measures.items()})
+            offset = 0
+            for pos, g in enumerate(group):
+                i, j = selected[g]
+                length = lengths[g]
+                token: Dict[str, Optional[List[float]]] = {}
+                for name in M.TOKEN_MEASURES:
+                    token[name] = None if name in undefined_tok else tok_values[name][offset : offset + length]
+                offset += length
+                sequence = {k: (None if v is None else float(v[pos])) for k, v in seq_lists.items()}
+                result = HypothesisUncertainty(
+                    rank=j,
+                    tokens=[int(t) for t in hypos[i][j]["tokens"].tolist()],
+                    score=float(hypos[i][j]["score"]),
+                    sequence=sequence,
+                    token=token,
+                )
+                hypos[i][j]["uncertainty"] = result
+                results[i].hypotheses.append(result)
+        for sent in results:
+            sent.hypotheses.sort(key=lambda h: h.rank)
+            if not sent.hypotheses:
+                continue
+            weights = M.posterior_weights(
+                torch.tensor([h.score for h in sent.hypotheses]), self.nbest_temperature
+            ).tolist()
+            sent.weighted = {
+                name: M.aggregate([h.sequence[name] for h in sent.hypotheses], weights) for name in M.SEQUENCE_MEASURES
+            }
