@@ -1,0 +1,58 @@
+"""``hydra``: shared body + one head per teacher, trained in two phases ([Hydra] §2).
+
+* Student: ``model.name`` (e.g. ``digits_cnn``) split by :class:`endist_vision.multimember.hydra.HydraNet`
+  — the last ``head_blocks`` blocks form the head; ``members`` heads (null: one per teacher member).
+* Phase 1 (the first ``phase1_frac`` of the optimiser steps): only the Hinton head is active and
+  learns the ensemble mean, ``L = T² KL(p̄_T ‖ q_T)`` ([Hydra] eq. 1, ``shared.losses.ensemble_kd_loss``).
+* Phase 2: the Hinton head is copied into every head and head m learns teacher m,
+  ``L = (T²/M) Σ_m KL(p_m,T ‖ q_m,T)`` ([Hydra] eqs. 3–4, ``shared.losses.hydra_loss``).
+* Evaluated as an ensemble of its heads ``[B, M, K]``.  Perturbation options as in
+  :mod:`endist_vision.multimember.method_utils`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from endist_vision.errors import ConfigError
+from endist_vision.multimember.hydra import HydraNet
+from endist_vision.multimember.method_utils import PERTURBATION_DEFAULTS, MultiMemberMethod, raw_net, wrap_like
+
+from . import register_method
+
+
+@register_method("hydra")
+class Hydra(MultiMemberMethod):
+    defaults = {"temperature": 2.5, "members": None, "head_blocks": 3, "phase1_frac": 0.5, **PERTURBATION_DEFAULTS}
+
+    def __init__(self, cfg, num_classes, total_steps):  # type: ignore[no-untyped-def]
+        super().__init__(cfg, num_classes, total_steps)
+        frac = float(self.args["phase1_frac"])
+        if not 0.0 <= frac < 1.0:
+            raise ConfigError(f"method_args.phase1_frac must be in [0, 1), got {frac}")
+        self.phase1_steps = int(round(frac * total_steps))
+
+    def build_student(self, make_model: Callable[[int], nn.Module]) -> nn.Module:
+        base = make_model(int(self.cfg["seed"]))
+        try:
+            net = HydraNet.from_network(raw_net(base), int(self.args["head_blocks"]), self.resolve_members())
+        except ValueError as e:
+            raise ConfigError(f"method_args.head_blocks / model.name={self.cfg['model']['name']}: {e}") from e
+        return wrap_like(base, net)
+
+    def on_step_start(self, step, model, optimizer):  # type: ignore[no-untyped-def]
+        net: HydraNet = raw_net(model)
+        if step < self.phase1_steps and not net.in_hinton_phase and net.num_heads > 1:
+            net.hinton_phase()
+        elif step >= self.phase1_steps and net.num_members != net.num_heads:
+            net.grow_heads()
+
+    def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
+        if student_out.shape[1] == 1 and teacher_log_probs.shape[1] > 1:  # phase 1: Hinton head
+            return self.distill_loss(student_out[:, 0], teacher_log_probs, "kd")
+        return self.distill_loss(student_out, teacher_log_probs, "head")
+
+    def log_values(self, step):  # type: ignore[override]
+        return {**super().log_values(step), "hydra/phase": 1.0 if step < self.phase1_steps else 2.0}
