@@ -8,7 +8,7 @@ Perturbation options as in :mod:`endist_vision.multimember.method_utils`.
 from __future__ import annotations
 
 from endist_vision.errors import ConfigError
-from endist_vision.multimember.method_utils import PERTURBATION_DEFAULTS, MultiMemberMethod
+from endist_vision.multimember.method_utils import PERTURBATION_DEFAULTS, MultiMemberMethod, check_aekd_cap
 
 from . import register_method
 
@@ -22,6 +22,7 @@ class AEKD(MultiMemberMethod):
         cap = self.args["aekd_cap"]
         if cap is None or not 0 < float(cap) <= 1:
             raise ConfigError(f"method_args.aekd_cap must be in (0, 1] (C >= 1/M), got {cap!r}")
+        check_aekd_cap(cfg, float(cap))
 
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
         m = teacher_log_probs.shape[1]

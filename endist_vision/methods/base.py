@@ -100,6 +100,11 @@ class Method:
         """Transform the trained model before the final checkpoint (identity by default)."""
         return model
 
+    def build_final(self, make_model: Callable[[int], nn.Module]) -> nn.Module:
+        """Structure of the model saved in ``final.pt`` (what :meth:`post_train` returns), used to
+        rebuild it for evaluation / as a teacher. Default: :meth:`build_student`."""
+        return self.build_student(make_model)
+
     # ---- bookkeeping -------------------------------------------------------------------------
     def log_values(self, step: int) -> dict[str, float]:
         """Scalars for tensorboard at ``step`` (e.g. the distillation temperature)."""

@@ -19,7 +19,13 @@ from torch import nn
 
 from endist_vision.errors import ConfigError
 from endist_vision.multimember.batchensemble import BatchEnsembleNet, split_fast_parameters
-from endist_vision.multimember.method_utils import PERTURBATION_DEFAULTS, MultiMemberMethod, raw_net, wrap_like
+from endist_vision.multimember.method_utils import (
+    PERTURBATION_DEFAULTS,
+    MultiMemberMethod,
+    check_aekd_cap,
+    raw_net,
+    wrap_like,
+)
 
 from . import register_method
 
@@ -40,6 +46,8 @@ class BatchEnsemble(MultiMemberMethod):
             raise ConfigError(f"method_args.objective must be kd|head, got {self.args['objective']!r}")
         if self.args["objective"] == "head" and self.args.get("aekd_cap") is not None:
             raise ConfigError("method_args.aekd_cap only applies to objective=kd (AE-KD weights the ensemble mean)")
+        if self.args.get("aekd_cap") is not None:
+            check_aekd_cap(cfg, float(self.args["aekd_cap"]))
 
     def fast_init(self) -> str:
         return str(self.args["fast_init"])

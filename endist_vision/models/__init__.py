@@ -9,6 +9,12 @@ from .registry import NormalizedModel, available_models, create_model, register_
 from . import resnet, vgg, wrn, small  # noqa: E402,F401  (import registers the built-ins)
 from .ensemble import ModuleEnsemble, StackedEnsemble, build_ensemble  # noqa: E402
 
+# Extension packages register their models on import (issue #6: endist_vision/multimember/).
+import importlib.util as _ilu  # noqa: E402
+
+if _ilu.find_spec("endist_vision.multimember") is not None:
+    import endist_vision.multimember  # noqa: E402,F401
+
 __all__ = [
     "NormalizedModel",
     "available_models",

@@ -3,23 +3,22 @@ original ImageNet stem (7×7 conv, stride 2, 3×3 max-pool). The residual body i
 
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import nn
-from torchvision.models import resnet as tv_resnet
 
 from .registry import register_model
 
 
 def _resnet(
-    builder: Callable[..., tv_resnet.ResNet],
+    arch: str,
     num_classes: int,
     *,
     in_channels: int = 3,
     stem: str = "cifar",
     zero_init_residual: bool = False,
-) -> tv_resnet.ResNet:
-    net = builder(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
+) -> nn.Module:
+    from torchvision.models import resnet as tv_resnet  # lazy: torchvision.models imports take seconds
+
+    net = getattr(tv_resnet, arch)(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
     if stem == "cifar":
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
@@ -36,16 +35,16 @@ def _resnet(
 @register_model("resnet18")
 def resnet18(num_classes: int, **kw: object) -> nn.Module:
     """ResNet-18 (torchvision BasicBlock ×[2,2,2,2]); ``stem="cifar"`` (default) or ``"imagenet"``."""
-    return _resnet(tv_resnet.resnet18, num_classes, **kw)
+    return _resnet("resnet18", num_classes, **kw)
 
 
 @register_model("resnet34")
 def resnet34(num_classes: int, **kw: object) -> nn.Module:
     """ResNet-34 (torchvision BasicBlock ×[3,4,6,3])."""
-    return _resnet(tv_resnet.resnet34, num_classes, **kw)
+    return _resnet("resnet34", num_classes, **kw)
 
 
 @register_model("resnet50")
 def resnet50(num_classes: int, **kw: object) -> nn.Module:
     """ResNet-50 (torchvision Bottleneck ×[3,4,6,3]); ``zero_init_residual=True`` as in [Proxy] §4.2."""
-    return _resnet(tv_resnet.resnet50, num_classes, **kw)
+    return _resnet("resnet50", num_classes, **kw)

@@ -9,7 +9,6 @@ probability (keep 0.5 → ``dropout=0.5``, keep 0.7 → ``dropout=0.3``).
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import vgg as tv_vgg
 
 from .registry import register_model
 
@@ -19,6 +18,8 @@ def vgg16_bn(
     num_classes: int, *, in_channels: int = 3, dropout: float = 0.5, small_input: bool = True
 ) -> nn.Module:
     """VGG-16-BN. ``small_input=True``: GAP + Dropout→Linear(512,512)→BN→ReLU→Dropout→Linear(512,K)."""
+    from torchvision.models import vgg as tv_vgg  # lazy: torchvision.models imports take seconds
+
     features = tv_vgg.make_layers(tv_vgg.cfgs["D"], batch_norm=True)
     if in_channels != 3:
         features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)

@@ -70,6 +70,18 @@ def teacher_member_count(cfg: dict[str, Any]) -> int:
     return total
 
 
+def check_aekd_cap(cfg: dict[str, Any], cap: float) -> None:
+    """Reject an AE-KD cap outside [1/M, 1] before training starts (M from the teacher when it exists)."""
+    if not 0 < cap <= 1:
+        raise ConfigError(f"method_args.aekd_cap must be in (0, 1], got {cap}")
+    try:
+        m = teacher_member_count(cfg)
+    except Exception:  # noqa: BLE001 - no readable teacher yet: the trainer reports that itself
+        return
+    if cap * m < 1 - 1e-12:
+        raise ConfigError(f"method_args.aekd_cap={cap} is infeasible for {m} teacher members: need >= 1/M = {1 / m:.4f}")
+
+
 class MultiMemberMethod(Method):
     """Shared options of the multi-member methods (see module docstring)."""
 

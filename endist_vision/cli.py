@@ -1,0 +1,229 @@
+"""Console script ``endist-vision``.
+
+    endist-vision train --config RECIPE --out RUN [key.sub=value ...]     (or: torchrun ... endist-vision train ...)
+    endist-vision train --out RUN --resume
+    endist-vision evaluate --run RUN [--out DIR] [--teacher RUN ...] [--members N] [--ood NAME[=ROOT] ...]
+    endist-vision compare LABEL=EVAL_DIR ... [--out DIR] [--title T] [--maps]
+    endist-vision list
+
+Errors in user input print ``error: ...`` naming the flag/file and exit non-zero; existing outputs are
+never overwritten by a failing command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ConfigError, EndistVisionError
+
+
+def _abs_teacher(cfg: dict[str, Any]) -> None:
+    t = cfg["distill"].get("teacher")
+    if isinstance(t, str):
+        cfg["distill"]["teacher"] = str(Path(t).expanduser().resolve())
+    elif isinstance(t, list):
+        cfg["distill"]["teacher"] = [str(Path(x).expanduser().resolve()) for x in t]
+    r = cfg["data"].get("root")
+    if r:
+        cfg["data"]["root"] = str(Path(r).expanduser().resolve())
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .config import build_config, parse_overrides
+    from .trainer import resume_config, train
+
+    out = Path(a.out)
+    if a.resume:
+        if a.config:
+            raise ConfigError("--resume uses the run's saved config.yaml; do not pass --config")
+        cfg = resume_config(out, parse_overrides(a.overrides))
+    else:
+        cfg = build_config(a.config, a.overrides)
+        _abs_teacher(cfg)
+    res = train(cfg, out, resume=a.resume)
+    if res:
+        v, te = res["val"], res["test"]
+        print(f"[{cfg['method']}] {out}: val acc {100 * v['accuracy']:.2f}%  test acc {100 * te['accuracy']:.2f}%  "
+              f"test NLL {te['nll']:.4f}  ({res['total_steps']} steps)")
+    return 0
+
+
+def _ood_specs(items: Sequence[str]) -> list[Any]:
+    out: list[Any] = []
+    for it in items:
+        if "=" in it:
+            name, root = it.split("=", 1)
+            label = Path(root).name if name == "imagefolder" else name
+            out.append({"name": name, "root": root, "label": label})
+        else:
+            out.append(it)
+    return out
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from shared.plots import plot_rejection_curves, plot_uncertainty_histograms
+
+    from .checkpoint import load_run_model
+    from .data import load_dataset
+    from .errors import CheckpointError
+    from .evaluation import evaluate_summaries, predict, summarize
+    from .io_utils import atomic_write_json, atomic_write_text
+    from .report import grid_points, plot_uncertainty_map, single_run_markdown
+    from .teacher import TeacherEnsemble, load_teacher
+
+    run = Path(a.run)
+    model, meta, cfg = load_run_model(run, "--run")
+    if a.members:
+        if not hasattr(model, "subset"):
+            raise ConfigError(f"--members: run {run} ({cfg['method']}) is not an ensemble")
+        if not 1 <= a.members <= model.num_members:
+            raise ConfigError(f"--members={a.members}: run {run} has {model.num_members} members")
+        model = model.subset(a.members).eval()
+    data_cfg = copy.deepcopy(cfg["data"])
+    if a.ood is not None:
+        data_cfg["ood"] = _ood_specs(a.ood)
+    if a.data_root:
+        data_cfg["root"] = a.data_root
+    data = load_dataset(data_cfg)
+    if int(meta["num_classes"]) != data.num_classes:
+        raise CheckpointError(f"--run {run}: model predicts {meta['num_classes']} classes but data set {data.name!r} has {data.num_classes}")
+    dev = torch.device("cuda" if (a.device == "auto" and torch.cuda.is_available()) or a.device == "cuda" else "cpu")
+    model.to(dev)
+    bs = int(cfg.get("eval", {}).get("batch_size", 512))
+    sets = {"val": data.val, "test": data.test, **data.ood}
+    summ = {k: summarize(predict(model, ds, dev, bs), meta) for k, ds in sets.items()}
+    teacher_spec = a.teacher or (cfg["distill"].get("teacher") if cfg["method"] not in ("individual", "ensemble") else None)
+    teacher_summ = None
+    if teacher_spec:
+        dcfg = {"teacher": teacher_spec, "teacher_members": a.teacher_members or cfg["distill"].get("teacher_members")}
+        teacher: TeacherEnsemble = load_teacher(dcfg, data.num_classes, data.name).to(dev)
+        teacher_summ = {k: summarize(predict(teacher, ds, dev, bs), {}) for k, ds in sets.items() if k != "val"}
+    res = evaluate_summaries(summ["val"], data.val.y, summ["test"], data.test.y, {k: summ[k] for k in data.ood}, teacher_summ)
+    res.update({"run": str(run), "method": cfg["method"], "num_members": int(getattr(model, "num_members", 1)), "data": data.name})
+    label = a.label or f"{run.name}"
+
+    # ---- everything computed: now write outputs (each file atomically) ----
+    out = Path(a.out) if a.out else run / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    md = single_run_markdown(label, res)
+    if data.input_kind == "points":
+        ecfg = cfg.get("eval", {})
+        ext, size = float(ecfg.get("grid_extent", 2.5)), int(ecfg.get("grid_size", 120))
+        g = summarize(predict(model, torch.from_numpy(grid_points(ext, size)), dev, 4096), meta)
+        grids = {k: g.unc[k].numpy().reshape(size, size) for k in ("total", "data", "mutual_information")}
+        tmp = out / ".uncertainty_map.tmp.npz"
+        np.savez(tmp, extent=ext, **grids)
+        tmp.replace(out / "uncertainty_map.npz")
+        plot_uncertainty_map(grids, ext, out / "uncertainty_map.png", label, data.train.x.numpy()[::3], data.train.y.numpy()[::3])
+    test_s = summ["test"]
+    err = (test_s.log_pred.argmax(-1) != data.test.y).double().numpy()
+    rej = {"confidence": -test_s.unc["confidence"].numpy(), "entropy": test_s.unc["total"].numpy()}
+    if test_s.has_knowledge:
+        rej["mutual information"] = test_s.unc["mutual_information"].numpy()
+    plot_rejection_curves(err, rej, str(out / "rejection_curves.png"), title=label)
+    if data.ood:
+        for key, name in (("total", "total uncertainty"), ("data", "data uncertainty"), ("mutual_information", "knowledge uncertainty")):
+            if key == "mutual_information" and not test_s.has_knowledge:
+                continue
+            plot_uncertainty_histograms(test_s.unc[key].numpy(), {k: summ[k].unc[key].numpy() for k in data.ood},
+                                        str(out / f"hist_{key}.png"), measure=name, title=label)
+    atomic_write_json(out / "eval.json", res)
+    atomic_write_text(out / "eval.md", md)
+    print(md)
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .io_utils import atomic_write_text
+    from .report import compare_markdown, plot_uncertainty_maps
+
+    results, maps = {}, {}
+    for item in a.evals:
+        if "=" not in item:
+            raise ConfigError(f"compare: expected LABEL=EVAL_DIR, got {item!r}")
+        label, d = item.split("=", 1)
+        p = Path(d)
+        f = p / "eval.json" if p.is_dir() else p
+        if not f.is_file():
+            raise ConfigError(f"compare: {label}: no eval.json at {f} (run endist-vision evaluate first)")
+        results[label] = json.loads(f.read_text())
+        npz = f.parent / "uncertainty_map.npz"
+        if npz.is_file():
+            maps[label] = dict(np.load(npz))
+    md = compare_markdown(results, a.title or "")
+    if a.out:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "tables.md", md)
+        if a.maps and maps:
+            ext = float(next(iter(maps.values()))["extent"])
+            plot_uncertainty_maps({k: {kk: v[kk] for kk in ("total", "data", "mutual_information")} for k, v in maps.items()}, ext,
+                                  out / "uncertainty_maps.png")
+    print(md)
+    return 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from .config import CONFIG_DIR
+    from .data import available_datasets
+    from .methods import available_methods
+    from .models import available_models
+
+    print("models:  ", ", ".join(available_models()))
+    print("methods: ", ", ".join(available_methods()))
+    print("datasets:", ", ".join(available_datasets()))
+    print("recipes: ", ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="endist-vision", description="Image ensembles and ensemble (distribution) distillation.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a model (any method) into a run directory")
+    t.add_argument("--config", help="YAML recipe path or name (see `endist-vision list`)")
+    t.add_argument("--out", required=True, help="run directory (must be new unless --resume)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("overrides", nargs="*", help="config overrides key.sub=value (YAML values)")
+    t.set_defaults(fn=cmd_train)
+    e = sub.add_parser("evaluate", help="evaluate a finished run (ID metrics, PRR, OOD, vs teacher)")
+    e.add_argument("--run", required=True)
+    e.add_argument("--out", help="output directory (default RUN/eval)")
+    e.add_argument("--teacher", nargs="+", help="teacher run dir(s) for the [Hydra] uncertainty gap (default: the run's teacher)")
+    e.add_argument("--teacher-members", type=int, default=None)
+    e.add_argument("--members", type=int, default=None, help="evaluate only the first N members of an ensemble")
+    e.add_argument("--ood", nargs="*", default=None, help="OOD sets NAME or NAME=ROOT (default: the run's data.ood)")
+    e.add_argument("--data-root", default=None, help="override data.root of the run")
+    e.add_argument("--label", default=None)
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.set_defaults(fn=cmd_evaluate)
+    c = sub.add_parser("compare", help="paper-style tables from several evaluations")
+    c.add_argument("evals", nargs="+", help="LABEL=EVAL_DIR (or eval.json)")
+    c.add_argument("--out")
+    c.add_argument("--title")
+    c.add_argument("--maps", action="store_true", help="also combine 2-D uncertainty maps ([EnD2] Fig. 3)")
+    c.set_defaults(fn=cmd_compare)
+    sub.add_parser("list", help="registered models, methods, datasets, recipes").set_defaults(fn=cmd_list)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except EndistVisionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

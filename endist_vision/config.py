@@ -1,0 +1,151 @@
+"""Run configuration: defaults ← YAML recipe ← ``key.sub=value`` command-line overrides.
+
+Unknown keys are rejected (a typo must not silently fall back to a default); values of overrides are
+parsed as YAML (``train.lr=1e-3``, ``data.ood=[digits_noise]``, ``distill.teacher=runs/ens``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+DEFAULTS: dict[str, Any] = {
+    "method": "individual",
+    "seed": 0,
+    "data": {
+        "name": "digits",
+        "root": None,
+        "num_classes": None,     # optional check against the data set
+        "val_size": 150,
+        "split_seed": 0,
+        "image_size": None,
+        "augment": "none",       # none | cifar | shift
+        "aux": None,             # AUX transfer data (name or {name, root}); used by distillation methods
+        "ood": [],               # evaluation OOD sets: names or {name, root, label}
+    },
+    "model": {"name": "digits_cnn", "kwargs": {}},
+    "train": {
+        "epochs": 10,
+        "max_steps": None,       # stop after this many optimiser steps (overrides epochs)
+        "batch_size": 64,        # global batch (over DDP ranks and accumulation micro-batches)
+        "accumulate": 1,
+        "optimizer": "adam",     # adam | sgd
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "schedule": "onecycle",  # onecycle | cosine | constant
+        "pct_start": 0.3,
+        "amp": "none",           # none | bf16 | fp16 (CUDA only)
+        "device": "auto",        # auto | cpu | cuda
+        "num_workers": 0,
+        "ckpt_every": 0,         # steps between resumable checkpoints (0: end of each epoch)
+        "log_every": 10,
+        "progress": True,
+    },
+    "distill": {
+        "teacher": None,         # run dir or list of run dirs
+        "teacher_members": None, # keep the first N teacher members
+        "teacher_mode": "cached",  # cached ([EnD2] App. A) | online
+    },
+    "method_args": {},
+    "eval": {"batch_size": 512, "grid_size": 120, "grid_extent": 2.5},
+}
+
+FREE_FORM = {("method_args",), ("model", "kwargs")}
+
+
+def _merge(base: dict[str, Any], upd: dict[str, Any], path: tuple[str, ...], source: str) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in (upd or {}).items():
+        p = path + (k,)
+        if path in FREE_FORM:  # inside a free-form mapping (method_args, model.kwargs): any key
+            out[k] = v
+            continue
+        if k not in out:
+            raise ConfigError(f"{source}: unknown config key {'.'.join(p)!r}")
+        if isinstance(out[k], dict):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{source}: {'.'.join(p)} must be a mapping, got {v!r}")
+            out[k] = _merge(out[k], v, p, source)
+        else:
+            out[k] = v
+    return out
+
+
+def resolve_recipe(name_or_path: str) -> Path:
+    """A recipe path, or a name under ``endist_vision/configs`` (``spirals/end2`` → ``spirals_end2.yaml``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    cand = CONFIG_DIR / (name_or_path.replace("/", "_") + ("" if name_or_path.endswith(".yaml") else ".yaml"))
+    if cand.is_file():
+        return cand
+    raise ConfigError(f"--config {name_or_path}: no such file or recipe (recipes: {', '.join(sorted(f.stem for f in CONFIG_DIR.glob('*.yaml')))})")
+
+
+def load_yaml(path: Path, flag: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{flag} {path}: cannot parse YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{flag} {path}: top level must be a mapping")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.lr=0.1", "method=end"]`` → nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"override {it!r}: expected key=value")
+        key, val = it.split("=", 1)
+        try:
+            v = yaml.safe_load(val) if val != "" else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {key}: cannot parse value {val!r}: {e}") from e
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key}: conflicts with another override")
+        node[parts[-1]] = v
+    return out
+
+
+def build_config(recipe: str | None, overrides: list[str]) -> dict[str, Any]:
+    """Defaults ← recipe ← overrides, validated."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if recipe:
+        path = resolve_recipe(recipe)
+        cfg = _merge(cfg, load_yaml(path, "--config"), (), f"--config {path}")
+    cfg = _merge(cfg, parse_overrides(overrides), (), "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    t = cfg["train"]
+    checks = [
+        (int(t["batch_size"]) > 0, "train.batch_size must be > 0"),
+        (int(t["accumulate"]) >= 1, "train.accumulate must be >= 1"),
+        (t["optimizer"] in ("adam", "sgd", "adamw"), f"train.optimizer must be adam|adamw|sgd, got {t['optimizer']!r}"),
+        (t["schedule"] in ("onecycle", "cosine", "constant"), f"train.schedule must be onecycle|cosine|constant, got {t['schedule']!r}"),
+        (t["amp"] in ("none", "bf16", "fp16"), f"train.amp must be none|bf16|fp16, got {t['amp']!r}"),
+        (float(t["lr"]) > 0, "train.lr must be > 0"),
+        (cfg["distill"]["teacher_mode"] in ("cached", "online"), "distill.teacher_mode must be cached|online"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)

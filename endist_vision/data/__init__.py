@@ -1,0 +1,72 @@
+"""Data: embedded digits/spirals, local CIFAR/SVHN/TinyImageNet/ImageFolder, fixed train/val split,
+augmentation and deterministic batching. Entry point: :func:`load_dataset`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import DatasetError
+from . import embedded, images  # noqa: F401  (registers the built-in data sets)
+from .base import ArrayDataset, DataBundle, Source, available_datasets, concat, get_loader, register_dataset
+
+
+def _split_val(train: ArrayDataset, val_size: int, seed: int) -> tuple[ArrayDataset, ArrayDataset]:
+    """Fixed split (permutation by ``seed``) shared by teachers and students (e.g. 45k/5k on CIFAR)."""
+    n = len(train)
+    if not 0 < val_size < n:
+        raise DatasetError(f"data.val_size={val_size} must be in (0, {n}) for {train.name}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return train.subset(np.sort(perm[val_size:]), train.name), train.subset(np.sort(perm[:val_size]), train.name.replace("train", "val"))
+
+
+def _spec(item: Any, flag: str) -> tuple[str, str | None, str]:
+    """An OOD/AUX spec: ``"name"`` or ``{name, root, label}``."""
+    if isinstance(item, str):
+        return item, None, item
+    if isinstance(item, dict) and "name" in item:
+        return item["name"], item.get("root"), item.get("label", item["name"])
+    raise DatasetError(f"{flag}: expected a dataset name or {{name, root, label}}, got {item!r}")
+
+
+def load_dataset(data_cfg: dict[str, Any], *, with_ood: bool = True) -> DataBundle:
+    """Load the in-domain set, split off validation, and load ``aux`` and ``ood`` sets.
+
+    Checks: the data set's class count matches ``data.num_classes`` when given; OOD images are resized
+    to the in-domain size (image folders) and must have the in-domain channel count.
+    """
+    name = data_cfg["name"]
+    src: Source = get_loader(name, "data.name")(data_cfg.get("root"), flag="data.root", image_size=data_cfg.get("image_size"))
+    if src.train is None:
+        raise DatasetError(f"data.name={name}: has no training split (evaluation-only set)")
+    want = data_cfg.get("num_classes")
+    if want is not None and int(want) != src.num_classes:
+        raise DatasetError(f"data.num_classes={want} but data set {name!r} has {src.num_classes} classes")
+    train, val = _split_val(src.train, int(data_cfg["val_size"]), int(data_cfg.get("split_seed", 0)))
+    bundle = DataBundle(name=name, train=train, val=val, test=src.test, num_classes=src.num_classes, mean=tuple(src.mean), std=tuple(src.std),
+                        in_channels=src.in_channels, input_kind=src.input_kind, image_size=src.image_size)
+    if data_cfg.get("aux"):
+        an, aroot, _ = _spec(data_cfg["aux"], "data.aux")
+        asrc = get_loader(an, "data.aux").__call__(aroot, flag="data.aux.root", image_size=src.image_size)
+        aux = asrc.train if asrc.train is not None else asrc.test
+        bundle.aux = ArrayDataset(aux.x, aux.y.new_full(aux.y.shape, -1), f"aux_{an}")  # AUX is unlabeled
+        _check_compatible(bundle, bundle.aux, "data.aux")
+    if with_ood:
+        for i, item in enumerate(data_cfg.get("ood") or []):
+            on, oroot, label = _spec(item, f"data.ood[{i}]")
+            osrc = get_loader(on, f"data.ood[{i}]")(oroot, flag=f"data.ood[{i}].root", image_size=src.image_size)
+            ds = ArrayDataset(osrc.test.x, osrc.test.y.new_full(osrc.test.y.shape, -1), label)
+            _check_compatible(bundle, ds, f"data.ood[{i}]")
+            bundle.ood[label] = ds
+    return bundle
+
+
+def _check_compatible(bundle: DataBundle, ds: ArrayDataset, flag: str) -> None:
+    a = bundle.train.x.shape[1:] if not bundle.train.is_uint8_image else bundle.train.x.shape[1:]
+    b = ds.x.shape[1:]
+    if tuple(a) != tuple(b):
+        raise DatasetError(f"{flag}: inputs of {ds.name} have shape {tuple(b)} but {bundle.name} has {tuple(a)}")
+
+
+__all__ = ["ArrayDataset", "DataBundle", "Source", "available_datasets", "concat", "load_dataset", "register_dataset"]

@@ -1,0 +1,146 @@
+"""Dataset containers and the dataset registry.
+
+All inputs are raw: images in [0, 1] (stored as float32 NCHW for the small embedded sets, or uint8 NHWC
+for image folders to save memory; converted per batch), spiral points as float32 ``[N, 2]``.
+Labels are int64; ``-1`` marks unlabeled inputs (AUX / OOD).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError
+
+
+@dataclass
+class ArrayDataset:
+    """In-memory inputs ``x`` and labels ``y``. ``x`` is a float tensor (already in [0, 1]) or a uint8
+    ``numpy`` array ``[N, H, W, C]`` (converted to float NCHW / 255 by :meth:`get`)."""
+
+    x: torch.Tensor | np.ndarray
+    y: torch.Tensor
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"{self.name}: {len(self.x)} inputs but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def is_uint8_image(self) -> bool:
+        return isinstance(self.x, np.ndarray) and self.x.dtype == np.uint8
+
+    def raw(self, idx: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        idx = np.asarray(idx) if self.is_uint8_image else torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        return self.x[idx]
+
+    def get(
+        self, idx: np.ndarray | torch.Tensor, augment: Optional[Callable[..., Any]] = None, seeds: Optional[np.ndarray] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (float32, [0, 1]) and labels for ``idx``; ``augment(batch, per-sample seeds)`` if given."""
+        idx_np = np.asarray(idx, dtype=np.int64)
+        y = self.y[torch.as_tensor(idx_np)]
+        if self.is_uint8_image:
+            xb = self.x[idx_np]
+            if augment is not None:
+                xb = augment(xb, seeds)
+            x = torch.from_numpy(np.ascontiguousarray(xb)).permute(0, 3, 1, 2).float().div_(255.0)
+        else:
+            x = self.x[torch.as_tensor(idx_np)]
+            if augment is not None:
+                x = augment(x, seeds)
+        return x, y
+
+    def subset(self, idx: np.ndarray, name: str | None = None) -> "ArrayDataset":
+        idx = np.asarray(idx, dtype=np.int64)
+        x = self.x[idx] if self.is_uint8_image else self.x[torch.as_tensor(idx)]
+        return ArrayDataset(x, self.y[torch.as_tensor(idx)], name or self.name)
+
+
+def concat(a: ArrayDataset, b: ArrayDataset, name: str) -> ArrayDataset:
+    """Concatenate two data sets of the same storage kind."""
+    if a.is_uint8_image != b.is_uint8_image:
+        raise DatasetError(f"cannot concatenate {a.name} and {b.name}: different storage")
+    x = np.concatenate([a.x, b.x]) if a.is_uint8_image else torch.cat([a.x, b.x])
+    return ArrayDataset(x, torch.cat([a.y, b.y]), name)
+
+
+@dataclass
+class Source:
+    """What a dataset loader returns. ``train`` may be None for evaluation-only (OOD) sets."""
+
+    test: ArrayDataset
+    train: Optional[ArrayDataset] = None
+    num_classes: int = 0
+    mean: Sequence[float] = (0.0,)
+    std: Sequence[float] = (1.0,)
+    in_channels: int = 3
+    input_kind: str = "image"  # "image" | "points"
+    image_size: Optional[int] = None
+
+
+@dataclass
+class DataBundle:
+    """Everything the trainer/evaluator needs; splits are fixed by ``data.split_seed``."""
+
+    name: str
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+    num_classes: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    in_channels: int
+    input_kind: str
+    aux: Optional[ArrayDataset] = None
+    ood: dict[str, ArrayDataset] = field(default_factory=dict)
+    image_size: Optional[int] = None
+
+
+Loader = Callable[..., Source]
+_DATASETS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Register ``loader(root: str | None, *, flag: str, image_size: int | None) -> Source``."""
+
+    def deco(fn: Loader) -> Loader:
+        _DATASETS[name] = fn
+        return fn
+
+    return deco
+
+
+def available_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def get_loader(name: str, flag: str) -> Loader:
+    if name not in _DATASETS:
+        raise DatasetError(f"{flag}: unknown dataset {name!r}; available: {', '.join(available_datasets())}")
+    return _DATASETS[name]
+
+
+def require_dir(root: str | None, flag: str, what: str) -> Path:
+    """``root`` as an existing directory, else a :class:`DatasetError` naming ``flag`` and the path."""
+    if not root:
+        raise DatasetError(f"{flag} is required for {what} (a local directory; nothing is downloaded)")
+    p = Path(root).expanduser()
+    if not p.exists():
+        raise DatasetError(f"{flag}={root}: directory does not exist ({what})")
+    if not p.is_dir():
+        raise DatasetError(f"{flag}={root}: not a directory ({what})")
+    return p
+
+
+def require_file(p: Path, flag: str, what: str) -> Path:
+    if not p.is_file():
+        raise DatasetError(f"{flag}: missing file {p} ({what})")
+    return p

@@ -1,0 +1,161 @@
+"""``endist-vision evaluate``: accuracy, NLL, ECE-15, Brier, calibrated NLL/ECE (temperature fitted on the
+validation split), PRR ([EnD2] App. B, eq. 16) with confidence / entropy / mutual information, OOD
+ROC-AUC and PR-AUC with total and knowledge uncertainty for every OOD set ([EnD2] Table 4), and the mean
+absolute difference of uncertainties vs. the teacher ensemble ([Hydra] Table 1).
+
+How outputs are read (the output convention of ``README_internal.md``):
+
+* ``[N, M, K]`` logits → ensemble: ``shared.uncertainty.ensemble_uncertainty(log_softmax)``,
+  predictive p̄ = mean_m p_m ([EnD2] eq. 4);
+* ``[N, K]`` with ``meta.output == "dirichlet"`` → α = exp(z) + offset,
+  ``shared.uncertainty.dirichlet_uncertainty(α)``, predictive p̂ = α/α₀ ([EnD2] eq. 9–10);
+* ``[N, K]`` categorical → softmax; total = entropy, knowledge uncertainty 0 (reported as "-").
+
+All metric math comes from :mod:`shared.metrics`; this module only gathers predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.metrics import (
+    accuracy,
+    brier_score,
+    calibrated_scores,
+    expected_calibration_error,
+    negative_log_likelihood,
+    ood_detection_scores,
+    prediction_rejection_ratio,
+)
+from shared.uncertainty import alphas_from_logits, dirichlet_uncertainty, ensemble_uncertainty
+
+from .data.base import ArrayDataset
+
+UNC_KEYS = ("total", "data", "mutual_information", "epkl", "rmi", "confidence")
+
+
+@dataclass
+class Summary:
+    """Predictive distribution and uncertainties of a model on one data set."""
+
+    kind: str  # "ensemble" | "dirichlet" | "categorical"
+    log_pred: torch.Tensor  # [N, K] log of the predictive distribution
+    unc: dict[str, torch.Tensor]  # UNC_KEYS -> [N]
+    member_log_probs: torch.Tensor | None = None  # [N, M, K] for ensembles
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.log_pred.exp()
+
+    @property
+    def has_knowledge(self) -> bool:
+        return self.kind != "categorical"
+
+
+@torch.no_grad()
+def predict(model: nn.Module, ds: ArrayDataset | torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 512) -> torch.Tensor:
+    """Logits (float32, CPU) of ``model`` in eval mode on all of ``ds`` (unaugmented)."""
+    model.eval()
+    outs = []
+    n = len(ds)
+    for i in range(0, n, batch_size):
+        if isinstance(ds, torch.Tensor):
+            x = ds[i : i + batch_size]
+        else:
+            x, _ = ds.get(np.arange(i, min(i + batch_size, n)))
+        outs.append(model(x.to(device)).float().cpu())
+    return torch.cat(outs)
+
+
+def summarize(logits: torch.Tensor, meta: dict[str, Any]) -> Summary:
+    """Read raw outputs according to the output convention (see module docstring)."""
+    logits = logits.double()
+    if logits.dim() == 3:
+        lp = torch.log_softmax(logits, -1)
+        unc = ensemble_uncertainty(lp)
+        log_pred = torch.logsumexp(lp, -2) - math.log(lp.shape[-2])
+        return Summary("ensemble", log_pred, {k: unc[k] for k in UNC_KEYS}, lp)
+    if meta.get("output") == "dirichlet":
+        alphas = alphas_from_logits(logits, offset=float(meta.get("dirichlet_offset", 0.0)))
+        unc = dirichlet_uncertainty(alphas)
+        log_pred = torch.log(alphas) - torch.log(alphas.sum(-1, keepdim=True))
+        return Summary("dirichlet", log_pred, {k: unc[k] for k in UNC_KEYS})
+    lp = torch.log_softmax(logits, -1)
+    unc = ensemble_uncertainty(lp.unsqueeze(-2))
+    return Summary("categorical", lp, {k: unc[k] for k in UNC_KEYS})
+
+
+def classification_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float]:
+    """accuracy, error (%), NLL, ECE (15 bins), Brier of the predictive distribution."""
+    p = s.probs.numpy()
+    y = labels.numpy()
+    acc = accuracy(p, y)
+    return {"accuracy": acc, "error": 100.0 * (1.0 - acc), "nll": negative_log_likelihood(p, y),
+            "ece": expected_calibration_error(p, y, n_bins=15), "brier": brier_score(p, y)}
+
+
+def quick_metrics(model: nn.Module, ds: ArrayDataset, meta: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, float]:
+    """Classification metrics of ``model`` on ``ds`` (used at the end of training)."""
+    return classification_metrics(summarize(predict(model, ds, device), meta), ds.y)
+
+
+def rejection_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float]:
+    """PRR ([EnD2] eq. 16) of misclassification rejection with confidence, entropy and (if any) MI."""
+    err = (s.log_pred.argmax(-1) != labels).double().numpy()
+    out = {"prr_confidence": prediction_rejection_ratio(-s.unc["confidence"].numpy(), err),
+           "prr_entropy": prediction_rejection_ratio(s.unc["total"].numpy(), err)}
+    if s.has_knowledge:
+        out["prr_mutual_information"] = prediction_rejection_ratio(s.unc["mutual_information"].numpy(), err)
+    return out
+
+
+def ood_metrics(id_s: Summary, ood_s: Summary) -> dict[str, float]:
+    """ROC-AUC / PR-AUC (OOD positive) with total (entropy) and knowledge (MI, RMI, EPKL) uncertainty."""
+    out: dict[str, float] = {}
+    measures = {"total": "total", "confidence": "confidence"}
+    if id_s.has_knowledge:
+        measures.update({"knowledge": "mutual_information", "rmi": "rmi", "epkl": "epkl"})
+    for name, key in measures.items():
+        a, b = id_s.unc[key].numpy(), ood_s.unc[key].numpy()
+        if key == "confidence":
+            a, b = -a, -b
+        sc = ood_detection_scores(a, b)
+        out[f"{name}_roc_auc"] = sc["roc_auc"]
+        out[f"{name}_pr_auc"] = sc["pr_auc"]
+    return out
+
+
+def uncertainty_gap(s: Summary, teacher: Summary) -> dict[str, float]:
+    """[Hydra] Table 1: mean |u_model − u_ensemble| for total, data and knowledge uncertainty."""
+    return {f"mad_{k}": float((s.unc[k] - teacher.unc[k]).abs().mean()) for k in ("total", "data", "mutual_information")}
+
+
+def member_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float]:
+    """Mean over members of each member's classification metrics (the "Individual" column)."""
+    assert s.member_log_probs is not None
+    rows = [classification_metrics(Summary("categorical", s.member_log_probs[:, m], {}), labels) for m in range(s.member_log_probs.shape[1])]
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"error_std": float(np.std([r["error"] for r in rows]))}
+
+
+def evaluate_summaries(val: Summary, val_y: torch.Tensor, test: Summary, test_y: torch.Tensor, oods: dict[str, Summary],
+                       teacher: dict[str, Summary] | None = None) -> dict[str, Any]:
+    """All metrics as a JSON-able dict."""
+    res: dict[str, Any] = {"kind": test.kind, "test": classification_metrics(test, test_y)}
+    res["test"].update(calibrated_scores(val.log_pred.numpy(), val_y.numpy(), test.log_pred.numpy(), test_y.numpy(), n_bins=15))
+    res["test"].update(rejection_metrics(test, test_y))
+    res["test"]["mean_uncertainty"] = {k: float(test.unc[k].mean()) for k in UNC_KEYS}
+    if test.member_log_probs is not None:
+        res["members"] = member_metrics(test, test_y)
+    res["ood"] = {}
+    for name, s in oods.items():
+        res["ood"][name] = ood_metrics(test, s)
+        res["ood"][name]["mean_uncertainty"] = {k: float(s.unc[k].mean()) for k in UNC_KEYS}
+    if teacher:
+        res["vs_teacher"] = {name: uncertainty_gap(s, teacher[name]) for name, s in [("test", test), *oods.items()] if name in teacher}
+    return res

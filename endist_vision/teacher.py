@@ -1,0 +1,78 @@
+"""Teacher ensembles for distillation: one or more finished run directories whose outputs are
+concatenated along the member axis, giving logits ``[B, M, K]``; optionally the first N members only.
+
+Teacher predictions are either *cached* once on the unaugmented transfer inputs ([EnD2] App. A: the
+student sees augmented inputs, the targets come from the clean ones) or computed *online* on the
+student's batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import load_run_model
+from .data.base import ArrayDataset
+from .errors import ConfigError
+
+
+class TeacherEnsemble(nn.Module):
+    """Frozen teachers in eval mode; ``forward(x) -> logits [B, M, K]``."""
+
+    def __init__(self, models: list[nn.Module], members: int | None = None) -> None:
+        super().__init__()
+        self.models = nn.ModuleList(models)
+        self.members = members
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "TeacherEnsemble":  # teachers stay in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for m in self.models:
+            o = m(x)
+            outs.append(o.unsqueeze(1) if o.dim() == 2 else o)
+        out = torch.cat(outs, dim=1)
+        return out[:, : self.members] if self.members else out
+
+    @property
+    def num_members(self) -> int:
+        with torch.no_grad():
+            return sum(getattr(m, "num_members", 1) for m in self.models) if not self.members else int(self.members)
+
+
+def load_teacher(distill_cfg: dict[str, Any], num_classes: int, data_name: str) -> TeacherEnsemble:
+    """Load ``distill.teacher`` (a run dir or list of run dirs); check it predicts ``num_classes``."""
+    spec = distill_cfg.get("teacher")
+    if not spec:
+        raise ConfigError("distill.teacher is required for this method (a finished ensemble/individual run directory)")
+    dirs = [spec] if isinstance(spec, str) else list(spec)
+    models = []
+    for d in dirs:
+        model, meta, cfg = load_run_model(d, flag="distill.teacher")
+        if int(meta["num_classes"]) != num_classes:
+            raise ConfigError(
+                f"distill.teacher={d}: teacher predicts {meta['num_classes']} classes "
+                f"(trained on {cfg['data']['name']!r}) but data set {data_name!r} has {num_classes}"
+            )
+        if meta.get("output") == "dirichlet":
+            raise ConfigError(f"distill.teacher={d}: a Dirichlet ({cfg['method']}) student cannot be a teacher ensemble")
+        models.append(model)
+    n = distill_cfg.get("teacher_members")
+    teacher = TeacherEnsemble(models, int(n) if n else None)
+    return teacher
+
+
+@torch.no_grad()
+def predict_log_probs(teacher: nn.Module, ds: ArrayDataset, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    """Teacher member log-probabilities ``[N, M, K]`` (float32, CPU) on the *unaugmented* inputs."""
+    outs = []
+    for i in range(0, len(ds), batch_size):
+        x, _ = ds.get(torch.arange(i, min(i + batch_size, len(ds))))
+        outs.append(torch.log_softmax(teacher(x.to(device)).float(), dim=-1).cpu())
+    return torch.cat(outs)
