@@ -111,6 +111,9 @@ class AtomicJsonlWriter:
         self.path = os.path.abspath(path)
         directory = os.path.dirname(self.path)
         fd, self.tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(self.path)}.", suffix=".partial")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the final file normal permissions
         self._handle: Optional[TextIO] = os.fdopen(fd, "w", encoding="utf-8")
         self.committed = False
         atexit.register(self.abort)
