@@ -49,6 +49,38 @@ def _fairseq_enums() -> List[Any]:
     for value in vars(constants).values():
         if isinstance(value, type) and issubclass(value, enum.Enum):
             found.append(value)
+    try:  # placeholder objects in states broadcast between ranks (distributed_utils.broadcast_object)
+        from fairseq.distributed.utils import _TensorPlaceholder
+
+        found.append(_TensorPlaceholder)
+    except ImportError:  # pragma: no cover - other fairseq versions
+        pass
+    return found
+
+
+def _omegaconf_globals() -> List[Any]:
+    """What a fairseq checkpoint state holds once loaded: ``cfg`` is an omegaconf ``DictConfig``.
+
+    fairseq re-serialises such loaded states with ``torch.save``/``torch.load``
+    when it broadcasts a checkpoint from rank 0 to the other ranks
+    (``distributed_utils.broadcast_object``, used by ``--restore-file`` and by
+    resuming from ``checkpoint_last.pt`` under DDP), so the DictConfig's pickled
+    internals must be allow-listed as well.
+    """
+    import collections
+    import typing
+
+    found: List[Any] = [dict, list, tuple, set, int, float, str, bool, collections.defaultdict,
+                        collections.OrderedDict, typing.Any]
+    try:
+        from omegaconf import DictConfig, ListConfig, base, nodes
+    except ImportError:  # pragma: no cover - omegaconf missing
+        return found
+    found += [DictConfig, ListConfig, base.ContainerMetadata, base.Metadata]
+    for name in ("AnyNode", "StringNode", "IntegerNode", "FloatNode", "BooleanNode", "EnumNode", "BytesNode", "PathNode"):
+        cls = getattr(nodes, name, None)
+        if cls is not None:
+            found.append(cls)
     return found
 
 
@@ -57,5 +89,7 @@ def register_fairseq_safe_globals() -> None:
     global _DONE
     if _DONE:
         return
-    torch.serialization.add_safe_globals([argparse.Namespace, *_numpy_globals(), *_fairseq_enums()])
+    torch.serialization.add_safe_globals(
+        [argparse.Namespace, *_numpy_globals(), *_fairseq_enums(), *_omegaconf_globals()]
+    )
     _DONE = True

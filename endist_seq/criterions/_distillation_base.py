@@ -81,6 +81,8 @@ class DistillationCriterion(FairseqCriterion):
 
     #: the ``ensemble_distillation`` task checks this before loading teachers
     needs_ensemble = True
+    #: read by ``translation_uncertainty`` (recorded in checkpoints for fairseq-generate)
+    student_is_dirichlet = True
 
     def __init__(self, cfg: DistillationCriterionConfig, task: Any) -> None:
         super().__init__(task)

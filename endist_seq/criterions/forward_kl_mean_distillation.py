@@ -29,5 +29,7 @@ class ForwardKLMeanDistillationConfig(DistillationCriterionConfig):
 class ForwardKLMeanDistillation(DistillationCriterion):
     """EnD: the student matches the ensemble's mean prediction."""
 
+    student_is_dirichlet = False
+
     def distillation_loss(self, logits: Tensor, teacher_log_probs: Tensor, temperature: float, target: ProxyTarget) -> Tensor:
         return ensemble_kd_loss(logits, teacher_log_probs, temperature=temperature, reduction="none")

@@ -37,7 +37,9 @@ INIT_TEMP=${INIT_TEMP:-1}
 JOBS=${JOBS:-2}
 SEED=${SEED:-1}
 mapfile -t MODEL_ARGS < "$HERE/toy_model.args"
-COMMON=(--cpu --num-workers 0 --log-format simple --log-interval 50 --no-epoch-checkpoints
+# --data-buffer-size 0: fairseq's background prefetch thread can abort the process at exit
+# (rc 134, "terminate called without an active exception") when training stops mid-epoch on CPU.
+COMMON=(--cpu --num-workers 0 --data-buffer-size 0 --log-format simple --log-interval 50 --no-epoch-checkpoints
         --optimizer adam --adam-betas '(0.9,0.98)' --lr 5e-3 --lr-scheduler inverse_sqrt --warmup-updates 50
         --batch-size 64 --dropout 0.1 "${MODEL_ARGS[@]}")
 mkdir -p "$OUT"
