@@ -218,3 +218,15 @@ def test_hydra_phase_two_heads_start_equal_to_hinton_head() -> None:
 def test_hydra_rejects_bad_head_blocks() -> None:
     with pytest.raises(ValueError, match="head_blocks must be in"):
         create_model("hydra", 10, in_channels=1, num_heads=2, head_blocks=99)
+
+
+@pytest.mark.parametrize("name,kw", [("be_resnet18", {}), ("be_wrn28", {"width": 1})])
+def test_be_resnet_and_wrn_registry_entries(name: str, kw: dict) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, 10, in_channels=1, ensemble_size=2, **kw).eval()
+    n_conv = sum(isinstance(m, BatchEnsembleConv2d) for m in model.modules())
+    assert n_conv >= 17 and not any(type(m) is nn.Conv2d for m in model.modules())
+    x = torch.rand(3, 1, 8, 8)
+    out = model(x)
+    assert out.shape == (3, 2, 10)
+    assert (out[:, 0] - out[:, 1]).abs().max() > 1e-4  # members differ (random ±1 fast weights)
