@@ -8,5 +8,6 @@
   the ``translation_uncertainty`` task builds (search untouched) and the
   Dirichlet-mean ensemble model for ``--dirichlet-mean-decoding``;
 * :mod:`endist_seq.generation.output` — ``U-``/``UT-``/``UW-`` lines and the
-  atomic JSONL writer.
+  atomic JSONL writer;
+* :mod:`endist_seq.generation.parse` — reads those outputs back (for ``endist-seq-eval``).
 """

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from endist_seq.generation import measures as M
 from endist_seq.generation.scorer import SentenceUncertainty
@@ -155,27 +155,33 @@ class UncertaintyReporter:
     def __init__(self, stream: Optional[TextIO], jsonl: Optional[AtomicJsonlWriter]) -> None:
         self.stream = stream
         self.jsonl = jsonl
-        self._pending: List[str] = []
+        self._pending: List[tuple] = []
         self.closed = False
 
     def add_batch(
         self,
         sample_ids: Sequence[int],
         sentences: Sequence[SentenceUncertainty],
-        texts: Sequence[Sequence[str]],
-        references: Sequence[Optional[str]],
+        strings: Callable[[], Tuple[Sequence[Sequence[str]], Sequence[Optional[str]]]],
     ) -> None:
-        for k, (sid, sent) in enumerate(zip(sample_ids, sentences)):
-            if self.stream is not None:
-                self._pending.extend(format_lines(sid, sent))
-            if self.jsonl is not None:
-                self.jsonl.write(sentence_record(sid, sent, texts[k], references[k]))
+        """Keep a batch's results; :meth:`flush` formats and writes them (outside fairseq's
+        generation timer, like fairseq's own printing). ``strings()`` returns the hypothesis
+        texts per sentence and the references, for the JSONL records (called only if needed)."""
+        self._pending.append((list(sample_ids), list(sentences), strings))
 
     def flush(self) -> None:
-        if self._pending and self.stream is not None:
-            self.stream.write("".join(line + "\n" for line in self._pending))
-            self.stream.flush()
-        self._pending = []
+        pending, self._pending = self._pending, []
+        for sample_ids, sentences, strings in pending:
+            if self.jsonl is not None:
+                texts, references = strings()
+                for k, (sid, sent) in enumerate(zip(sample_ids, sentences)):
+                    self.jsonl.write(sentence_record(sid, sent, texts[k], references[k]))
+            if self.stream is not None:
+                lines: List[str] = []
+                for sid, sent in zip(sample_ids, sentences):
+                    lines.extend(format_lines(sid, sent))
+                self.stream.write("".join(line + "\n" for line in lines))
+                self.stream.flush()
 
     def close(self) -> None:
         """Flush the last batch and commit the JSONL file (idempotent)."""

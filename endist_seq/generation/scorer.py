@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 from endist_seq.generation import measures as M
 from shared.uncertainty import alphas_from_logits
@@ -100,16 +101,13 @@ class HypothesisScorer:
     # ------------------------------------------------------------------ batching
     def _teacher_forcing_batch(self, hyp_tokens: List[Tensor], device: torch.device):
         """Right-padded decoder inputs ``</s> y_1..y_{L-1}``, targets ``y`` and mask, ``[N, T]``."""
-        n, t = len(hyp_tokens), max(int(h.numel()) for h in hyp_tokens)
-        targets = torch.full((n, t), self.pad, dtype=torch.long, device=device)
-        prev = torch.full((n, t), self.pad, dtype=torch.long, device=device)
-        for i, tok in enumerate(hyp_tokens):
-            length = int(tok.numel())
-            tok = tok.to(device=device, dtype=torch.long)
-            targets[i, :length] = tok
-            prev[i, 0] = self.eos
-            prev[i, 1:length] = tok[: length - 1]
-        return prev, targets, targets.ne(self.pad)
+        targets = pad_sequence([t.to(device=device, dtype=torch.long) for t in hyp_tokens], batch_first=True,
+                               padding_value=self.pad)
+        mask = targets.ne(self.pad)
+        prev = torch.full_like(targets, self.pad)
+        prev[:, 0] = self.eos
+        prev[:, 1:] = torch.where(mask[:, 1:], targets[:, :-1], prev[:, 1:])
+        return prev, targets, mask
 
     def _member_outputs(self, model: torch.nn.Module, encoder_out: Any, prev: Tensor, mask: Tensor) -> Tensor:
         """The member's log-probs (or, for a Dirichlet student, concentrations) at the masked positions, ``[P, K]``."""
@@ -140,13 +138,19 @@ class HypothesisScorer:
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
     def score(
-        self, net_input: Dict[str, Tensor], hypos: List[List[Dict[str, Any]]], nbest: int
+        self,
+        net_input: Dict[str, Tensor],
+        hypos: List[List[Dict[str, Any]]],
+        nbest: int,
+        encoder_outs: Optional[List[Any]] = None,
     ) -> List[SentenceUncertainty]:
         """Uncertainty of the top ``nbest`` hypotheses of every sentence of a batch.
 
         ``hypos[i]`` is fairseq's sorted hypothesis list of the i-th sentence of
         ``net_input``. Each scored hypothesis dict also receives the result under
-        ``"uncertainty"`` (a :class:`HypothesisUncertainty`).
+        ``"uncertainty"`` (a :class:`HypothesisUncertainty`). ``encoder_outs`` (one per
+        model, batch order of ``net_input``) are reused when the search already computed
+        them; otherwise the encoders are run again.
         """
         selected = [(i, j) for i, sent in enumerate(hypos) for j in range(min(nbest, len(sent)))]
         results = [
@@ -160,7 +164,8 @@ class HypothesisScorer:
         lengths = [int(t.numel()) for t in tokens]
         if min(lengths) < 1:
             raise ValueError("cannot score an empty hypothesis (no tokens, not even </s>)")
-        encoder_outs = [m.encoder.forward_torchscript(net_input) for m in self.models]
+        if encoder_outs is None or len(encoder_outs) != len(self.models):
+            encoder_outs = [m.encoder.forward_torchscript(net_input) for m in self.models]
         vocab = self._vocab_size()
         seq_parts: List[Dict[str, Optional[Tensor]]] = []
         tok_parts: List[M.TokenStats] = []
@@ -207,21 +212,23 @@ class HypothesisScorer:
     ) -> None:
         undefined_tok = M.undefined_token_measures(self.kind)
         for group, seq, stats in zip(groups, seq_parts, tok_parts):
-            seq_lists = {k: (None if v is None else v.tolist()) for k, v in seq.items()}
+            names = list(seq)
+            columns = [None if seq[k] is None else seq[k].tolist() for k in names]  # type: ignore[union-attr]
             tok_values = {"log_prob": stats.log_prob.tolist()}
             tok_values.update({k: v.tolist() for k, v in stats.measures.items()})
             offset = 0
             for pos, g in enumerate(group):
                 i, j = selected[g]
                 length = lengths[g]
-                token: Dict[str, Optional[List[float]]] = {}
-                for name in M.TOKEN_MEASURES:
-                    token[name] = None if name in undefined_tok else tok_values[name][offset : offset + length]
+                token: Dict[str, Optional[List[float]]] = {
+                    name: None if name in undefined_tok else tok_values[name][offset : offset + length]
+                    for name in M.TOKEN_MEASURES
+                }
                 offset += length
-                sequence = {k: (None if v is None else float(v[pos])) for k, v in seq_lists.items()}
+                sequence = {k: (None if col is None else col[pos]) for k, col in zip(names, columns)}
                 result = HypothesisUncertainty(
                     rank=j,
-                    tokens=[int(t) for t in hypos[i][j]["tokens"].tolist()],
+                    tokens=hypos[i][j]["tokens"].tolist(),
                     score=float(hypos[i][j]["score"]),
                     sequence=sequence,
                     token=token,
@@ -229,9 +236,12 @@ class HypothesisScorer:
                 hypos[i][j]["uncertainty"] = result
                 results[i].hypotheses.append(result)
         for sent in results:
-            sent.hypotheses.sort(key=lambda h: h.rank)
             if not sent.hypotheses:
                 continue
+            if len(sent.hypotheses) == 1:  # weight 1: the aggregate is the top-1 hypothesis
+                sent.weighted = dict(sent.hypotheses[0].sequence)
+                continue
+            sent.hypotheses.sort(key=lambda h: h.rank)
             weights = M.posterior_weights(
                 torch.tensor([h.score for h in sent.hypotheses]), self.nbest_temperature
             ).tolist()

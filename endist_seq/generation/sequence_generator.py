@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 import torch
+from fairseq.sequence_generator import EnsembleModel
 from torch import Tensor
 
 from endist_seq.generation.scorer import HypothesisScorer, SentenceUncertainty
@@ -50,6 +51,23 @@ class DirichletMeanModel(torch.nn.Module):
 
     def max_positions(self) -> Any:
         return self.model.max_positions()
+
+
+class RecordingEnsembleModel(EnsembleModel):
+    """fairseq's ``EnsembleModel``, unchanged, except that it keeps the last batch's encoder outputs.
+
+    Handed to ``SequenceGenerator`` (which uses an ``EnsembleModel`` instance as is), so the
+    re-scoring after the search reuses the encoder pass instead of repeating it.
+    """
+
+    def __init__(self, models: List[torch.nn.Module]) -> None:
+        super().__init__(models)
+        self.last_encoder_outs: Optional[List[Any]] = None
+
+    def forward_encoder(self, net_input: Dict[str, Tensor]):  # type: ignore[override]
+        outs = super().forward_encoder(net_input)
+        self.last_encoder_outs = outs
+        return outs
 
 
 class UncertaintyGenerator:
@@ -89,8 +107,12 @@ class UncertaintyGenerator:
     @torch.no_grad()
     def generate(self, models: List[torch.nn.Module], sample: Dict[str, Any], **kwargs: Any) -> List[List[Dict[str, Any]]]:
         """fairseq's ``generate`` API; the hypothesis dicts gain an ``"uncertainty"`` entry."""
+        recorder = getattr(self.generator, "model", None)
+        if isinstance(recorder, RecordingEnsembleModel):
+            recorder.last_encoder_outs = None
         hypos = self.generator.generate(self.search_models or models, sample, **kwargs)
-        self.last_uncertainty = self.scorer.score(sample["net_input"], hypos, self.nbest)
+        encoder_outs = recorder.last_encoder_outs if isinstance(recorder, RecordingEnsembleModel) else None
+        self.last_uncertainty = self.scorer.score(sample["net_input"], hypos, self.nbest, encoder_outs=encoder_outs)
         return hypos
 
     def cuda(self) -> "UncertaintyGenerator":

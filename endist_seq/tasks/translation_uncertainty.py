@@ -53,7 +53,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from endist_seq.generation.output import AtomicJsonlWriter, UncertaintyReporter, check_output_path
 from endist_seq.generation.scorer import HypothesisScorer
-from endist_seq.generation.sequence_generator import DirichletMeanModel, UncertaintyGenerator
+from endist_seq.generation.sequence_generator import DirichletMeanModel, RecordingEnsembleModel, UncertaintyGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -227,8 +227,13 @@ class TranslationUncertaintyTask(TranslationTask):
         search_models = list(models)
         if getattr(self.cfg, "dirichlet_mean_decoding", False):
             search_models = [DirichletMeanModel(models[0], offset)]
+        generator_models: Any = search_models
+        if seq_gen_cls is None and not getattr(args, "print_alignment", None) and not getattr(args, "score_reference", False):
+            # plain SequenceGenerator: give it fairseq's EnsembleModel subclass that keeps the
+            # encoder outputs, so the re-scoring does not run the encoders a second time
+            generator_models = RecordingEnsembleModel(search_models)
         inner = super().build_generator(
-            search_models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs,
+            generator_models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs,
             prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
         )
         scorer = HypothesisScorer(
@@ -267,11 +272,14 @@ class TranslationUncertaintyTask(TranslationTask):
         if self._reporter is not None:
             return None if self._reporter.closed else self._reporter
         stream = None
-        if caller.f_code.co_name == "_main" and caller.f_globals.get("__name__") == "fairseq_cli.generate":
-            cfg = caller.f_locals.get("cfg")
+        frame, depth = caller, 0
+        while frame is not None and depth < 4 and not _is_generate_main(frame):
+            frame, depth = frame.f_back, depth + 1  # tolerate subclasses whose inference_step calls ours
+        if frame is not None and _is_generate_main(frame):
+            cfg = frame.f_locals.get("cfg")
             quiet = bool(getattr(getattr(cfg, "common_eval", None), "quiet", False))
             if not quiet and not self.cfg.no_uncertainty_lines:
-                stream = caller.f_locals.get("output_file")
+                stream = frame.f_locals.get("output_file")
         jsonl = AtomicJsonlWriter(self.cfg.uncertainty_jsonl) if self.cfg.uncertainty_jsonl else None
         if stream is None and jsonl is None:
             return None
@@ -281,11 +289,14 @@ class TranslationUncertaintyTask(TranslationTask):
     def _report(self, reporter: UncertaintyReporter, generator: UncertaintyGenerator, sample: Dict[str, Any], hypos: Any) -> None:
         tgt_dict = self.target_dictionary
         target = sample.get("target")
-        texts, refs = [], []
-        for i, sent in enumerate(generator.last_uncertainty):
-            texts.append([tgt_dict.string(hypos[i][h.rank]["tokens"]) for h in sent.hypotheses])
-            refs.append(None if target is None else tgt_dict.string(target[i]))
-        reporter.add_batch(sample["id"].tolist(), generator.last_uncertainty, texts, refs)
+        sentences = generator.last_uncertainty
+
+        def strings() -> tuple:
+            texts = [[tgt_dict.string(hypos[i][h.rank]["tokens"]) for h in sent.hypotheses] for i, sent in enumerate(sentences)]
+            refs = [None if target is None else tgt_dict.string(target[i]) for i in range(len(sentences))]
+            return texts, refs
+
+        reporter.add_batch(sample["id"].tolist(), sentences, strings)
 
     def flush_uncertainty_output(self) -> None:
         """Write the pending lines of the last batch (called before the next batch is fetched)."""
@@ -296,6 +307,11 @@ class TranslationUncertaintyTask(TranslationTask):
         """Write the last lines and commit the JSONL file (called when the batch iterator is exhausted)."""
         if self._reporter is not None:
             self._reporter.close()
+
+
+def _is_generate_main(frame: Any) -> bool:
+    """Whether ``frame`` runs ``fairseq_cli.generate._main`` (whose ``output_file`` receives the H- lines)."""
+    return frame.f_code.co_name == "_main" and frame.f_globals.get("__name__") == "fairseq_cli.generate"
 
 
 def _validate(cfg: Any) -> None:
