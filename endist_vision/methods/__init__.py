@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import warnings
 from typing import Callable
 
 from .base import Method
@@ -36,9 +37,11 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 
 
 def get_method(name: str) -> type[Method]:
-    """The registered class for ``name`` (KeyError listing the available ones otherwise)."""
+    """The registered class for ``name`` (KeyError listing the available ones otherwise, and any
+    plug-in method modules that failed to import)."""
     if name not in _METHODS:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
+        broken = "".join(f"; module {m} failed to import: {e}" for m, e in _IMPORT_ERRORS.items())
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(available_methods())}{broken}")
     return _METHODS[name]
 
 
@@ -46,8 +49,18 @@ def available_methods() -> list[str]:
     return sorted(_METHODS)
 
 
+_BUILTIN = ("individual", "ensemble", "end", "end2", "proxy_end2")
+_IMPORT_ERRORS: dict[str, str] = {}
+
+for _name in _BUILTIN:
+    importlib.import_module(f"{__name__}.{_name}")
 for _info in pkgutil.iter_modules(__path__):
-    if _info.name != "base" and not _info.name.startswith("_"):
+    if _info.name in _BUILTIN or _info.name == "base" or _info.name.startswith("_"):
+        continue
+    try:  # a broken plug-in method must not take the built-in methods down with it
         importlib.import_module(f"{__name__}.{_info.name}")
+    except Exception as _e:  # noqa: BLE001
+        _IMPORT_ERRORS[f"{__name__}.{_info.name}"] = f"{type(_e).__name__}: {_e}"
+        warnings.warn(f"endist_vision: method module {_info.name!r} failed to import ({type(_e).__name__}: {_e})", stacklevel=1)
 
 __all__ = ["Method", "register_method", "get_method", "available_methods"]
