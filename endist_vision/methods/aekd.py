@@ -8,7 +8,7 @@ Perturbation options as in :mod:`endist_vision.multimember.method_utils`.
 from __future__ import annotations
 
 from endist_vision.errors import ConfigError
-from endist_vision.multimember.method_utils import PERTURBATION_DEFAULTS, MultiMemberMethod, check_aekd_cap
+from ._multimember import PERTURBATION_DEFAULTS, MultiMemberMethod, check_aekd_cap
 
 from . import register_method
 

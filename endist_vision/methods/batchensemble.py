@@ -19,13 +19,9 @@ from torch import nn
 
 from endist_vision.errors import ConfigError
 from endist_vision.multimember.batchensemble import BatchEnsembleNet, split_fast_parameters
-from endist_vision.multimember.method_utils import (
-    PERTURBATION_DEFAULTS,
-    MultiMemberMethod,
-    check_aekd_cap,
-    raw_net,
-    wrap_like,
-)
+from endist_vision.multimember.method_utils import raw_net, wrap_like
+
+from ._multimember import PERTURBATION_DEFAULTS, MultiMemberMethod, check_aekd_cap
 
 from . import register_method
 

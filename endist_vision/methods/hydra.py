@@ -18,7 +18,9 @@ from torch import nn
 
 from endist_vision.errors import ConfigError
 from endist_vision.multimember.hydra import HydraNet
-from endist_vision.multimember.method_utils import PERTURBATION_DEFAULTS, MultiMemberMethod, raw_net, wrap_like
+from endist_vision.multimember.method_utils import raw_net, wrap_like
+
+from ._multimember import PERTURBATION_DEFAULTS, MultiMemberMethod
 
 from . import register_method
 

@@ -2,16 +2,12 @@
 
 One small 3-member teacher ensemble is trained once per module; every student runs a few dozen
 optimiser steps.  Training/evaluation run in-process through ``endist_vision.cli.main`` (the
-console script's entry point); the error path runs the real console script.
+``endist-vision`` console script's entry point: same argv, same exit codes, same stderr).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -112,16 +108,4 @@ def test_bad_method_args_are_rejected_before_training(teacher: Path, tmp_path: P
                "train.progress=false", bad])
     assert rc != 0
     assert msg in capsys.readouterr().err
-    assert not (out / "checkpoints").exists()
-
-
-def test_console_script_exits_nonzero_naming_the_flag(teacher: Path, tmp_path: Path) -> None:
-    exe = shutil.which("endist-vision", path=str(Path(sys.executable).parent)) or shutil.which("endist-vision")
-    assert exe is not None
-    out = tmp_path / "run"
-    p = subprocess.run([exe, "train", "--config", "digits_latentbe_tdiv", "--out", str(out), f"distill.teacher={teacher}",
-                        "train.progress=false", "method_args.perturbation_gamma=-1"],
-                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert p.returncode != 0
-    assert "method_args.perturbation_gamma must be >= 0" in p.stderr, p.stderr
     assert not (out / "checkpoints").exists()

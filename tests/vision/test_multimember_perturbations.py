@@ -24,14 +24,14 @@ def _mlp(seed: int) -> nn.Module:
 @pytest.fixture(scope="module")
 def trained() -> tuple[torch.Tensor, nn.Module, BatchEnsembleNet, BatchEnsembleNet]:
     """Two digits MLP teachers (different seeds) and a 2-member BatchEnsemble student (random-sign fast
-    weights) trained on the labels: a copy after 20 steps ("early") and after 150 steps ("late")."""
+    weights) trained on the labels: a copy after 20 steps ("early") and after 100 steps ("late")."""
     d = load_digits()
     x = torch.tensor(d.data, dtype=torch.float32) / 16.0
     y = torch.tensor(d.target)
     teachers = ModuleEnsemble([_mlp(1), _mlp(2)])
     for member in teachers.members:
         opt = torch.optim.Adam(member.parameters(), lr=1e-2)
-        for _ in range(150):
+        for _ in range(100):
             opt.zero_grad()
             F.cross_entropy(member(x), y).backward()
             opt.step()
@@ -40,7 +40,7 @@ def trained() -> tuple[torch.Tensor, nn.Module, BatchEnsembleNet, BatchEnsembleN
     student = BatchEnsembleNet.from_plain(_mlp(3), 2, fast_init="random_sign")
     opt = torch.optim.Adam(student.parameters(), lr=1e-2)
     early = None
-    for step in range(150):
+    for step in range(100):
         if step == 20:
             early = copy.deepcopy(student)
         opt.zero_grad()
