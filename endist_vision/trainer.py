@@ -139,7 +139,7 @@ def _set_rng_state(st: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def prepare_run(run_dir: Path, cfg_overrides: dict[str, Any] | None, resume: bool) -> None:
+def prepare_run(run_dir: Path, resume: bool) -> None:
     """Refuse to clobber: a fresh run needs a new/empty directory, a resume needs a resumable one."""
     if resume:
         if not (run_dir / "checkpoints" / "last.pt").is_file():
@@ -196,12 +196,11 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> 
         teacher.to(device)
     make_model = _make_model_fn(cfg, data)
     model = method.build_student(make_model).to(device)
-    out_k = None
     ckpt = None
     if resume:
         ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     if info.is_main:
-        prepare_run(run_dir, None, resume)
+        prepare_run(run_dir, resume)
     barrier(info)
 
     # ---------------- optimisation objects ----------------
@@ -236,7 +235,6 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> 
     online = teacher is not None and (cfg["distill"]["teacher_mode"] == "online" or method.needs_online_teacher)
     if teacher is not None and not online:
         cached = predict_log_probs(teacher, transfer, device)  # unaugmented inputs ([EnD2] App. A)
-        out_k = cached.shape[-1]
 
     # ---------------- run directory ----------------
     if info.is_main:

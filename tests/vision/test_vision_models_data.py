@@ -146,3 +146,23 @@ def test_albumentations_augment_is_seeded_and_valid() -> None:
     assert not np.array_equal(a, c) and not np.array_equal(a, batch)
     # per-sample seeds: an image's augmentation does not depend on its batch neighbours
     assert np.array_equal(aug(batch[2:3], seeds[2:3])[0], a[2])
+
+
+def test_evaluation_reads_outputs_by_convention() -> None:
+    """[B, M, K] → ensemble (p̄ = mean softmax); [B, K] + dirichlet meta → p̂ = α/α₀ with α = exp(z) + offset;
+    [B, K] categorical → softmax with zero knowledge uncertainty."""
+    from endist_vision.evaluation import summarize
+
+    torch.manual_seed(0)
+    z = torch.randn(5, 4, 3)
+    s = summarize(z, {})
+    assert s.kind == "ensemble"
+    torch.testing.assert_close(s.probs, z.double().softmax(-1).mean(1))
+    assert (s.unc["mutual_information"] >= -1e-12).all()
+    d = summarize(z[:, 0], {"output": "dirichlet", "dirichlet_offset": 1.0})
+    alpha = z[:, 0].double().exp() + 1.0
+    torch.testing.assert_close(d.probs, alpha / alpha.sum(-1, keepdim=True))
+    torch.testing.assert_close(d.unc["epkl"], (3 - 1) / alpha.sum(-1))  # closed form (K−1)/α₀
+    c = summarize(z[:, 0], {"output": "categorical"})
+    torch.testing.assert_close(c.probs, z[:, 0].double().softmax(-1))
+    assert torch.allclose(c.unc["mutual_information"], torch.zeros(5, dtype=torch.float64), atol=1e-12) and not c.has_knowledge
