@@ -252,7 +252,10 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> 
     augment = build_augment(cfg["data"]["augment"], data.image_size)
     batches = StepBatches(transfer, int(cfg["seed"]), method.num_streams, G, spe, info.rank, W, augment)
     nw = int(t["num_workers"])
-    it: Iterator = (iter(torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, total), num_workers=nw))
+    # workers get their base seed from a private generator, not the global RNG (which drives dropout and
+    # must stay identical with and without workers); batches themselves are seeded by step, not by worker.
+    it: Iterator = (iter(torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, total), num_workers=nw,
+                                                     generator=torch.Generator().manual_seed(0)))
                     if nw > 0 else (batches[s] for s in range(start, total)))
     debug_exit = int(os.environ.get(DEBUG_EXIT_ENV, "0") or 0)
     ckpt_every = int(t["ckpt_every"]) or spe

@@ -74,3 +74,13 @@ def test_ddp_and_accumulation_match_large_batch(digits_teacher: Path, tmp_path: 
 
     init = create_model("digits_cnn", 10, in_channels=1, width=4, hidden=16).state_dict()
     assert not torch.allclose(init["net.0.weight"], s["net.0.weight"])
+
+
+def test_dataloader_workers_do_not_change_the_run(tmp_path: Path) -> None:
+    """Batches are seeded by step and workers draw their seed from a private generator, so
+    ``train.num_workers=2`` reproduces the single-process run exactly (dropout + augmentation on)."""
+    args = ["--config", "digits/individual", *FAST, "train.max_steps=6", "data.augment=shift", "model.kwargs={width: 4, hidden: 8, dropout: 0.2}"]
+    ok("train", "--out", tmp_path / "w0", *args)
+    ok("train", "--out", tmp_path / "w2", *args, "train.num_workers=2")
+    a, b = _state(tmp_path / "w0"), _state(tmp_path / "w2")
+    assert all(torch.equal(a[k], b[k]) for k in a)
