@@ -21,11 +21,14 @@ How the lines get into fairseq-generate's output without patching fairseq:
 
 * :meth:`build_generator` wraps the generator fairseq would build in
   :class:`~endist_seq.generation.sequence_generator.UncertaintyGenerator`
-  (search untouched → identical hypotheses and scores);
+  (search untouched → identical hypotheses and scores); for the plain
+  ``SequenceGenerator`` the models come as
+  :class:`~endist_seq.generation.sequence_generator.RecordingEnsembleModel`
+  (fairseq's ``EnsembleModel`` that also keeps the encoder outputs for the re-scoring);
 * :meth:`inference_step` (called by ``fairseq_cli.generate._main`` once per
   batch, *before* that batch's ``H-`` lines are printed) stores the batch's
-  lines. The output stream is ``_main``'s ``output_file`` local (stdout, or the
-  ``--results-path`` file), read from the calling frame; when ``inference_step``
+  results (formatted only when printed). The output stream is ``_main``'s
+  ``output_file`` local (stdout, or the ``--results-path`` file), read from the calling frame; when ``inference_step``
   is called by anything else (e.g. validation BLEU during training) no lines
   are printed (results are still attached to the hypothesis dicts);
 * :meth:`get_batch_iterator` wraps the batch iterator so that requesting the

@@ -16,36 +16,38 @@ import pytest
 from endist_seq.eval_cli import main as eval_main
 from endist_seq.generation.parse import read_generate_output
 from generate_fixtures import GEN_FLAGS, parse_token_lines, results_file, run_generate_batch, uncertainty_args
-from seq_helpers import check, run, tool
+from seq_helpers import cached, check, run, tool
 from shared.metrics import ood_detection_scores
 
 LN2 = math.log(2.0)
 
 
 @pytest.fixture(scope="module")
-def ens(tmp_path_factory: pytest.TempPathFactory, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> Dict[str, Path]:
-    root = tmp_path_factory.mktemp("gen_ensemble")
+def ens(seq_cache_root: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> Dict[str, Path]:
+    """All generations of this module, run once per test run (shared by the xdist workers)."""
     a, b = teacher_checkpoints[:2]
-    out = {name: root / name for name in ("ab", "aa", "ab_perm", "single_ref", "bad_jsonl")}
-    runs = [
-        uncertainty_args(toy_data_bin, [a, b], "test", out["ab"], "--nbest", "2", "--nbest-temperature", "0.7",
-                         "--uncertainty-jsonl", str(root / "ab.jsonl")),
-        uncertainty_args(toy_data_bin, [a, a], "test", out["aa"]),
-        uncertainty_args(toy_data_bin, [a, b], "test1", out["ab_perm"]),
-        uncertainty_args(toy_data_bin, [a], "test", out["single_ref"], "--score-reference"),
-        {"args": uncertainty_args(toy_data_bin, [a, b], "test", out["bad_jsonl"], "--uncertainty-jsonl",
-                                  str(root / "no_such_dir" / "x.jsonl")),
-         "expect_error": "--uncertainty-jsonl"},
-    ]
-    run_generate_batch(runs, root)
-    # the same ensemble and search through the plain fairseq-generate executable and task
-    plain = check(run([tool("fairseq-generate"), toy_data_bin, "--user-dir", "endist_seq", "--task", "translation",
-                       "--path", f"{a}:{b}", "--gen-subset", "test", *GEN_FLAGS, "--nbest", "2",
-                       "--results-path", root / "plain"]))
-    assert plain.returncode == 0
-    out["plain"] = root / "plain"
-    out["root"] = root
-    return out
+    names = ("ab", "aa", "ab_perm", "single_ref", "bad_jsonl", "plain")
+
+    def build(root: Path) -> None:
+        out = {name: root / name for name in names}
+        runs = [
+            uncertainty_args(toy_data_bin, [a, b], "test", out["ab"], "--nbest", "2", "--nbest-temperature", "0.7",
+                             "--uncertainty-jsonl", str(root / "ab.jsonl")),
+            uncertainty_args(toy_data_bin, [a, a], "test", out["aa"]),
+            uncertainty_args(toy_data_bin, [a, b], "test1", out["ab_perm"]),
+            uncertainty_args(toy_data_bin, [a], "test", out["single_ref"], "--score-reference"),
+            {"args": uncertainty_args(toy_data_bin, [a, b], "test", out["bad_jsonl"], "--uncertainty-jsonl",
+                                      str(root / "no_such_dir" / "x.jsonl")),
+             "expect_error": "--uncertainty-jsonl"},
+        ]
+        run_generate_batch(runs, root)
+        # the same ensemble and search through the plain fairseq-generate executable and task
+        check(run([tool("fairseq-generate"), toy_data_bin, "--user-dir", "endist_seq", "--task", "translation",
+                   "--path", f"{a}:{b}", "--gen-subset", "test", *GEN_FLAGS, "--nbest", "2",
+                   "--results-path", out["plain"]]))
+
+    root = cached(seq_cache_root, "gen_ensemble", build)
+    return {**{name: root / name for name in names}, "root": root}
 
 
 def _fairseq_lines(path: Path) -> List[str]:

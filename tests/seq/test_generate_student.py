@@ -15,23 +15,28 @@ from generate_fixtures import (  # noqa: F401  (proxy_student is a fixture)
     run_generate_batch,
     uncertainty_args,
 )
+from seq_helpers import cached
 from shared.metrics import ood_detection_scores
 from shared.uncertainty import alphas_from_logits, dirichlet_uncertainty
 
 
 @pytest.fixture(scope="module")
-def stu(tmp_path_factory: pytest.TempPathFactory, toy_data_bin: Path, proxy_student: Path) -> Dict[str, Path]:
-    root = tmp_path_factory.mktemp("gen_student")
-    out = {name: root / name for name in ("test", "perm", "mean", "offset0")}
-    runs = [
-        uncertainty_args(toy_data_bin, [proxy_student], "test", out["test"]),
-        uncertainty_args(toy_data_bin, [proxy_student], "test1", out["perm"]),
-        uncertainty_args(toy_data_bin, [proxy_student], "test", out["mean"], "--dirichlet-mean-decoding"),
-        uncertainty_args(toy_data_bin, [proxy_student], "test", out["offset0"], "--model-offset", "0"),
-    ]
-    run_generate_batch(runs, root)
-    out["root"] = root
-    return out
+def stu(seq_cache_root: Path, toy_data_bin: Path, proxy_student: Path) -> Dict[str, Path]:
+    """All generations of this module, run once per test run (shared by the xdist workers)."""
+    names = ("test", "perm", "mean", "offset0")
+
+    def build(root: Path) -> None:
+        out = {name: root / name for name in names}
+        runs = [
+            uncertainty_args(toy_data_bin, [proxy_student], "test", out["test"]),
+            uncertainty_args(toy_data_bin, [proxy_student], "test1", out["perm"]),
+            uncertainty_args(toy_data_bin, [proxy_student], "test", out["mean"], "--dirichlet-mean-decoding"),
+            uncertainty_args(toy_data_bin, [proxy_student], "test", out["offset0"], "--model-offset", "0"),
+        ]
+        run_generate_batch(runs, root)
+
+    root = cached(seq_cache_root, "gen_student", build)
+    return {**{name: root / name for name in names}, "root": root}
 
 
 def test_student_is_read_as_dirichlet_with_the_training_offset(stu: Dict[str, Path]) -> None:
