@@ -54,10 +54,11 @@ def row(label: str, cost: str, ev: dict) -> str:
     t = ev["test"]
     oods = ev["ood"].values()
     auc_t = sum(o["total_roc_auc"] for o in oods) / len(oods)
-    single = ev["kind"] == "categorical" or int(ev.get("num_members", 1)) == 1
+    one_member = ev["kind"] == "ensemble" and int(ev.get("num_members", 1)) == 1
+    single = ev["kind"] == "categorical" or one_member
     auc_k = ("–" if single or not all("knowledge_roc_auc" in o for o in oods)
              else f"{100 * sum(o['knowledge_roc_auc'] for o in oods) / len(oods):.1f}")
-    kind = "single" if ev["kind"] == "ensemble" and int(ev.get("num_members", 1)) == 1 else ev["kind"]
+    kind = "single" if one_member else ev["kind"]
     return (f"| {label} | {kind} | {cost} | {100 * t['accuracy']:.2f} | {t['nll']:.4f} | {t['ece']:.4f} | "
             f"{100 * auc_t:.1f} | {auc_k} |")
 
