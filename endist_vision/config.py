@@ -66,8 +66,11 @@ def _merge(base: dict[str, Any], upd: dict[str, Any], path: tuple[str, ...], sou
     out = copy.deepcopy(base)
     for k, v in (upd or {}).items():
         p = path + (k,)
-        if path in FREE_FORM:  # inside a free-form mapping (method_args, model.kwargs): any key
-            out[k] = v
+        if path in FREE_FORM:  # inside a free-form mapping (method_args, model.kwargs): any key;
+            if v is None:      # `model.kwargs.dropout=null` removes a key set by the recipe
+                out.pop(k, None)
+            else:
+                out[k] = v
             continue
         if k not in out:
             raise ConfigError(f"{source}: unknown config key {'.'.join(p)!r}")
