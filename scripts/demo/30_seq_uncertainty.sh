@@ -47,6 +47,7 @@ fi
 declare -A paths=([ensemble]="$ensemble" [EnD]="$out/student_end/checkpoint_last.pt"
                   [Proxy-EnD2]="$out/student/checkpoint_last.pt")
 gen="$out/uncertainty"
+mkdir -p "$gen"
 for model in ensemble EnD Proxy-EnD2; do
   for subset in "${subsets[@]}"; do
     dir="$gen/$model/$subset"
