@@ -15,6 +15,8 @@ from shared._tensor import compute_dtype, upcast, xlogy_safe
 #: Smallest mean KL used in the precision estimate; keeps β̂₀ finite when all
 #: members agree exactly (β̂₀ ≤ (K−1)/(2·1e-12)).
 MIN_DIVERGENCE = 1e-12
+#: Row chunks of the teacher tensor hold about this many elements.
+CHUNK_ELEMENTS = 1 << 20
 
 
 class ProxyTarget(NamedTuple):
@@ -37,9 +39,8 @@ def proxy_target(
 
     β = p̄ · β̂₀ + offset.
 
-    Computed under ``no_grad`` in float32 (float64 inputs stay float64), looping over
-    members so that no ``[..., M, K]`` temporary is made: the extra memory is two
-    ``[..., K]`` buffers. The divergence is floored at ``MIN_DIVERGENCE`` so identical
+    Computed under ``no_grad`` in float32 (float64 inputs stay float64), in row chunks
+    so that temporaries stay cache-sized: the only full-size allocation is β itself. The divergence is floored at ``MIN_DIVERGENCE`` so identical
     members give a large finite precision.
 
     Args:
@@ -56,33 +57,30 @@ def proxy_target(
     if log_probs.dim() < 2:
         raise ValueError(f"log_probs must have shape [..., M, K], got {tuple(log_probs.shape)}")
     dtype = compute_dtype(log_probs)
-    k = log_probs.shape[-1]
-    m = log_probs.shape[-2]
+    k, m = log_probs.shape[-1], log_probs.shape[-2]
+    lead = log_probs.shape[:-2]
+    flat = log_probs.reshape(-1, m, k)
+    n = flat.shape[0]
+    rows = max(1, CHUNK_ELEMENTS // (m * k))
+    beta = torch.empty(n, k, dtype=dtype, device=log_probs.device)
+    precision = torch.empty(n, dtype=dtype, device=log_probs.device)
     with torch.no_grad():
-        mean = torch.zeros(log_probs.shape[:-2] + (k,), dtype=dtype, device=log_probs.device)
-        mean_log = torch.zeros_like(mean)
-        neg_entropy_sum = torch.zeros(log_probs.shape[:-2], dtype=dtype, device=log_probs.device)
-        for i in range(m):
-            lp = upcast(log_probs[..., i, :], dtype)
+        for s in range(0, n, rows):
+            lp = upcast(flat[s : s + rows], dtype)
             if temperature != 1.0:
                 lp = torch.log_softmax(lp / temperature, dim=-1)
             p = lp.exp()
-            mean.add_(p)
-            mean_log.add_(lp)
-            if estimator == "epkl":
-                neg_entropy_sum.add_(xlogy_safe(p, lp).sum(-1))
-            del p, lp
-        mean.div_(m)
-        mean_log.div_(m)
-        cross = xlogy_safe(mean, mean_log).sum(-1)  # Σ p̄ · mean_m ln p_m
-        if estimator == "mkl":
-            divergence = 2.0 * (xlogy_safe(mean, mean.log()).sum(-1) - cross)  # 2 · E_m KL(p̄‖p_m)
-        else:
-            divergence = neg_entropy_sum / m - cross  # EPKL = −E_m H[p_m] − cross
-        del mean_log
-        divergence = torch.nan_to_num(divergence, nan=math.inf).clamp_min(MIN_DIVERGENCE)
-        precision = (k - 1) / divergence
-        beta = mean.mul_(precision.unsqueeze(-1)).add_(offset)
+            mean = p.mean(-2)
+            cross = xlogy_safe(mean, lp.mean(-2)).sum(-1)  # Σ_k p̄_k · mean_m ln p_mk
+            if estimator == "mkl":
+                divergence = 2.0 * (xlogy_safe(mean, mean.log()).sum(-1) - cross)  # 2 · E_m KL(p̄‖p_m)
+            else:
+                divergence = xlogy_safe(p, lp).sum(-1).mean(-1) - cross  # EPKL = −E_m H[p_m] − cross
+            divergence = torch.nan_to_num(divergence, nan=math.inf).clamp_min(MIN_DIVERGENCE)
+            prec = (k - 1) / divergence
+            precision[s : s + rows] = prec
+            beta[s : s + rows] = mean.mul_(prec.unsqueeze(-1)).add_(offset)
+    beta, precision = beta.reshape(lead + (k,)), precision.reshape(lead)
     return ProxyTarget(beta, precision)
 
 

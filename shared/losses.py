@@ -15,11 +15,14 @@ from typing import Optional
 import torch
 
 from shared._tensor import MAX_LOG_ALPHA, MIN_LOG_ALPHA, check_ensemble_shapes, compute_dtype, reduce_loss, upcast, xlogy_safe
+from shared._special import gamma_terms
 from shared.dirichlet import ProxyTarget, log_normalizer, proxy_target
 from shared.uncertainty import alphas_from_logits
 
 #: Rows per chunk are chosen so one chunk holds about this many elements.
 CHUNK_ELEMENTS = 1 << 18
+#: Use the joint float32 lnΓ/ψ/ψ' evaluation of :mod:`shared._special` (float64 always uses torch's).
+USE_FAST_SPECIAL = True
 
 
 def _tempered_log_probs(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -83,6 +86,13 @@ def dirichlet_nll_loss(
     return reduce_loss(nll, reduction, mask)
 
 
+def _gamma_terms(a: torch.Tensor, with_trigamma: bool):
+    """lnΓ, ψ, ψ' of a chunk: the fast joint float32 evaluation, or torch's exact functions in float64."""
+    if a.dtype == torch.float32 and USE_FAST_SPECIAL:
+        return gamma_terms(a, with_trigamma)
+    return torch.lgamma(a), torch.digamma(a), torch.polygamma(1, a) if with_trigamma else None
+
+
 class _DirichletKLToTarget(torch.autograd.Function):
     """KL between Dir(α), α = exp(z) + offset, and a fixed target Dir(β), β-only terms dropped.
 
@@ -96,9 +106,10 @@ class _DirichletKLToTarget(torch.autograd.Function):
         value = Σ lnΓ(α_k) − lnΓ(α₀) − Σ α_k ψ(β_k) + α₀ ψ(β₀)
         ∂/∂z_k = (ψ(α_k) − ψ(α₀) − ψ(β_k) + ψ(β₀)) · e^{z_k}             ([Proxy] eq. 15)
 
-    Rows are processed in chunks so that temporaries stay cache-sized; the backward
-    recomputes α from z instead of storing it, so the only [N, K] tensors alive are the
-    inputs and the gradient.
+    One pass over cache-sized row chunks computes the value and, when z requires a
+    gradient, the analytic gradient into one preallocated [N, K] buffer that the backward
+    scales by the incoming gradient — so α is never materialised at full size and nothing
+    is recomputed (first-order only: no double backward).
     """
 
     @staticmethod
@@ -106,46 +117,42 @@ class _DirichletKLToTarget(torch.autograd.Function):
         n, k = z.shape
         lo, cap = MIN_LOG_ALPHA[z.dtype], MAX_LOG_ALPHA[z.dtype]
         rows = max(1, CHUNK_ELEMENTS // max(k, 1))
+        need_grad = ctx.needs_input_grad[0]
         out = z.new_empty(n)
-        beta0 = beta.sum(-1)
+        grad = torch.empty_like(z) if need_grad else None
         for s in range(0, n, rows):
-            zc, bc, b0 = z[s : s + rows], beta[s : s + rows], beta0[s : s + rows]
-            a = zc.clamp(lo, cap).exp_().add_(offset)
-            a0 = a.sum(-1)
+            zc, bc = z[s : s + rows], beta[s : s + rows]
+            ez = zc.clamp(lo, cap).exp_()
+            a = ez + offset
+            a0 = a.sum(-1, keepdim=True)
+            b0 = bc.sum(-1, keepdim=True)
+            lg, dg, tg = _gamma_terms(a, with_trigamma=need_grad and reverse)
             if reverse:
-                val = torch.lgamma(a0) - torch.lgamma(a).sum(-1)
-                val += ((a - bc) * torch.digamma(a)).sum(-1)
+                diff = a - bc
+                val = torch.lgamma(a0) - lg.sum(-1, keepdim=True) + (diff * dg).sum(-1, keepdim=True)
                 val -= (a0 - b0) * torch.digamma(a0)
+                if need_grad:
+                    g = diff.mul_(tg).sub_((a0 - b0) * torch.polygamma(1, a0))
             else:
-                val = torch.lgamma(a).sum(-1) - torch.lgamma(a0)
-                val -= (a * torch.digamma(bc)).sum(-1)
+                dg_b = torch.digamma(bc)
+                val = lg.sum(-1, keepdim=True) - torch.lgamma(a0) - (a * dg_b).sum(-1, keepdim=True)
                 val += a0 * torch.digamma(b0)
-            out[s : s + rows] = val
-        ctx.save_for_backward(z, beta)
-        ctx.offset, ctx.reverse = offset, reverse
+                if need_grad:
+                    g = dg.sub_(torch.digamma(a0)).sub_(dg_b).add_(torch.digamma(b0))
+            out[s : s + rows] = val.squeeze(-1)
+            if need_grad:
+                g.mul_(ez)
+                zmin, zmax = torch.aminmax(zc)
+                if zmax > cap or zmin < lo:  # clamped logits get zero gradient
+                    g.masked_fill_((zc > cap) | (zc < lo), 0.0)
+                grad[s : s + rows] = g
+        ctx.grad = grad
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        z, beta = ctx.saved_tensors
-        n, k = z.shape
-        lo, cap = MIN_LOG_ALPHA[z.dtype], MAX_LOG_ALPHA[z.dtype]
-        rows = max(1, CHUNK_ELEMENTS // max(k, 1))
-        grad = torch.empty_like(z)
-        beta0 = beta.sum(-1, keepdim=True)
-        for s in range(0, n, rows):
-            zc, bc, b0 = z[s : s + rows], beta[s : s + rows], beta0[s : s + rows]
-            ez = zc.clamp(lo, cap).exp_()
-            a = ez + ctx.offset
-            a0 = a.sum(-1, keepdim=True)
-            if ctx.reverse:
-                g = (a - bc).mul_(torch.polygamma(1, a)).sub_((a0 - b0) * torch.polygamma(1, a0))
-            else:
-                g = torch.digamma(a).sub_(torch.digamma(a0)).sub_(torch.digamma(bc)).add_(torch.digamma(b0))
-            g.mul_(ez).mul_(grad_out[s : s + rows].unsqueeze(-1))
-            g.masked_fill_((zc > cap) | (zc < lo), 0.0)
-            grad[s : s + rows] = g
-        return grad, None, None, None
+        return ctx.grad * grad_out.unsqueeze(-1), None, None, None
 
 
 def dropped_constant(beta: torch.Tensor, direction: str = "reverse") -> torch.Tensor:

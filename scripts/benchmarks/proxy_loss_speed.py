@@ -2,8 +2,10 @@
 
 Forward + backward at N target tokens, V classes, M teachers, fp32 (issue #2 goal on a
 2-core CPU: ≤ 4× the time of cross-entropy, peak extra memory ≤ 3 tensors of [N, V]).
-Each variant runs in its own subprocess so its peak RSS can be measured; memory is
-reported as (peak RSS − RSS after building the inputs) / (N·V·4 bytes).
+Each variant runs in its own subprocess. On CPU the peak-RSS mark is reset after the
+inputs are built (``/proc/self/clear_refs``), so memory is reported as
+(peak RSS during one forward+backward − RSS before it) / (N·V·4 bytes); the gradient
+of the logits (one [N, V]) is part of it for every loss, cross-entropy included.
 
     python scripts/benchmarks/proxy_loss_speed.py [--n 1024] [--v 40000] [--m 5] [--device cpu]
 """
@@ -12,10 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+
+
+def _rss_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _run_one(variant: str, n: int, v: int, m: int, device: str, repeats: int) -> dict:
@@ -46,13 +55,16 @@ def _run_one(variant: str, n: int, v: int, m: int, device: str, repeats: int) ->
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    else:
+        rss0 = _rss_bytes("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:  # reset the VmHWM peak mark
+            f.write("5")
     step()  # warm-up (also the memory measurement)
     if device == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
+        peak = _rss_bytes("VmHWM") - rss0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
