@@ -25,9 +25,9 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from shared.io import atomic_write_text
 from endist_seq.generation.parse import GenerateOutputError, read_generate_output
 from endist_seq.seq_eval import (
     AGGREGATES,
@@ -138,17 +138,6 @@ def load_group(name: str, args: Sequence[str], aggregate: str) -> ModelOutputs:
     return ModelOutputs(name, ns.id, id_sents, ood)
 
 
-def _write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def run(argv: Sequence[str]) -> Dict[str, object]:
@@ -184,8 +173,8 @@ def run(argv: Sequence[str]) -> Dict[str, object]:
         "notes": "prr, roc_auc, pr_auc, fpr_at_95_tpr are fractions (markdown shows %); "
         "null = measure undefined for the model; uncertainty = -value for score and avg_confidence",
     }
-    _write_atomic(os.path.join(args.out_dir, "seq_eval.json"), json.dumps(document, indent=2) + "\n")
-    _write_atomic(os.path.join(args.out_dir, "seq_eval.md"), markdown)
+    atomic_write_text(os.path.join(args.out_dir, "seq_eval.json"), json.dumps(document, indent=2) + "\n")
+    atomic_write_text(os.path.join(args.out_dir, "seq_eval.md"), markdown)
     print(markdown, end="")
     return document
 

@@ -23,9 +23,9 @@ import argparse
 import os
 import random
 import sys
-import tempfile
 from typing import List, Optional, Sequence, Tuple
 
+from shared.io import atomic_write_text
 from endist_seq.toy_corpus import Pair, permute_source
 
 
@@ -47,17 +47,7 @@ def _read_lines(path: str, flag: str) -> List[str]:
 
 
 def _write_atomic(path: str, lines: Sequence[str]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def _suffix(path: str) -> str:

@@ -36,10 +36,11 @@ import json
 import os
 import random
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
+
+from shared.io import atomic_write_text
 
 SRC_LANG = "en"
 TGT_LANG = "de"
@@ -175,24 +176,14 @@ def generate(seed: int = 1, n_train: int = 3000, n_valid: int = 200, n_test: int
     return splits
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_corpus(outdir: Path, splits: Dict[str, Sequence[Pair]], seed: int) -> Dict[str, object]:
     """Write ``{split}.{en,de}`` (one sentence per line) and ``manifest.json``; each file atomically."""
     outdir.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
-        _atomic_write(outdir / f"{split}.{SRC_LANG}", "".join(p.src + "\n" for p in pairs))
-        _atomic_write(outdir / f"{split}.{TGT_LANG}", "".join(p.tgt + "\n" for p in pairs))
+        atomic_write_text(outdir / f"{split}.{SRC_LANG}", "".join(p.src + "\n" for p in pairs))
+        atomic_write_text(outdir / f"{split}.{TGT_LANG}", "".join(p.tgt + "\n" for p in pairs))
     manifest: Dict[str, object] = {
         "seed": seed,
         "source_lang": SRC_LANG,
@@ -204,7 +195,7 @@ def write_corpus(outdir: Path, splits: Dict[str, Sequence[Pair]], seed: int) -> 
         },
         "ambiguous_source_words": sorted(w for w, (t, _) in {**NOUNS, **VERBS}.items() if len(t) > 1),
     }
-    _atomic_write(outdir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(outdir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -6,8 +6,6 @@ a half-written PNG.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Mapping, Optional, Sequence
 
 import matplotlib
@@ -16,22 +14,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from shared.io import atomic_savefig  # noqa: E402
 from shared.metrics import ArrayLike, _np, rejection_curve  # noqa: E402
 
 
 def save_figure_atomic(fig: "plt.Figure", path: str, dpi: int = 120) -> str:
     """Save ``fig`` as PNG at ``path`` via a temp file + rename; closes the figure."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png.tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        atomic_savefig(path, fig, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -2,7 +2,7 @@
 
 Line format (tab-separated; ``<id>`` is the sentence id of fairseq's ``H-<id>``
 lines, values in nats, ``undefined`` where the model kind cannot provide a
-measure; see ``docs/seq_uncertainty_output.md``)::
+measure; see ``README.md ("Uncertainty in fairseq-generate")``)::
 
     U-<id>   <rank>  score=<v>  tu_pe=<v>  ...          one per n-best hypothesis
     UT-<id>  <rank>  log_prob=<v1>,<v2>,..  total=..    token level, one value per target token (</s> included)

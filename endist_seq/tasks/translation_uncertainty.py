@@ -15,7 +15,7 @@ the checkpoint was trained with an endist Dirichlet criterion (recorded in its
 ``task_state`` by :meth:`TranslationUncertaintyTask.build_criterion`, together
 with the ``--model-offset`` used in training), else **single**. Measures and
 formulas: :mod:`endist_seq.generation.measures`; output format:
-:mod:`endist_seq.generation.output` and ``docs/seq_uncertainty_output.md``.
+:mod:`endist_seq.generation.output` and ``README.md ("Uncertainty in fairseq-generate")``.
 
 How the lines get into fairseq-generate's output without patching fairseq:
 
