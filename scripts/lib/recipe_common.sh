@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Sourced by every paper recipe step (scripts/<paper>/NN_*.sh). Provides:
+#   SMOKE       1 with --smoke (or SMOKE=1): tiny embedded stand-in data, a few steps — what the tests run
+#   DATA_DIR    user-given folder with the real datasets (required unless SMOKE=1)
+#   OUT_DIR     where runs and tables go (default runs/<recipe>)
+#   NGPUS       >1 launches training through torchrun (DDP), one process per GPU
+#   ACCUMULATE  gradient accumulation for endist-vision (train.accumulate)
+#   UPDATE_FREQ gradient accumulation for fairseq-train (--update-freq)
+set -euo pipefail
+for _arg in "$@"; do
+  if [[ "$_arg" == "--smoke" ]]; then SMOKE=1; fi
+done
+export SMOKE="${SMOKE:-0}"
+export NGPUS="${NGPUS:-1}"
+export ACCUMULATE="${ACCUMULATE:-1}"
+export UPDATE_FREQ="${UPDATE_FREQ:-1}"
+RECIPE_NAME="$(basename "$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)")"
+export OUT_DIR="${OUT_DIR:-runs/${RECIPE_NAME}}"
+mkdir -p "$OUT_DIR"
+
+step() { printf '\n==> [%s] %s\n' "$RECIPE_NAME" "$*"; }
+
+die() { echo "error: $*" >&2; exit 2; }
+
+# require_data NAME: DATA_DIR/NAME must exist unless in smoke mode.
+require_data() {
+  [[ "$SMOKE" == 1 ]] && return 0
+  [[ -n "${DATA_DIR:-}" ]] || die "DATA_DIR is not set (the folder holding $1); see scripts/${RECIPE_NAME}/README.md"
+  [[ -e "$DATA_DIR/$1" ]] || die "DATA_DIR/$1 ($DATA_DIR/$1) does not exist; see scripts/${RECIPE_NAME}/README.md"
+}
+
+# vision_train ARGS...: endist-vision train, through torchrun when NGPUS > 1; skips finished runs.
+vision_train() {
+  local out=""
+  local prev=""
+  for a in "$@"; do [[ "$prev" == "--out" ]] && out="$a"; prev="$a"; done
+  if [[ -n "$out" && -f "$out/checkpoints/final.pt" ]]; then echo "skip: $out is finished"; return 0; fi
+  if [[ "$NGPUS" -gt 1 ]]; then
+    torchrun --standalone --nproc_per_node "$NGPUS" "$(command -v endist-vision)" train "$@" "train.accumulate=$ACCUMULATE"
+  else
+    endist-vision train "$@" "train.accumulate=$ACCUMULATE"
+  fi
+}
