@@ -96,7 +96,13 @@ def test_latentbe_students_use_requested_methods(smoke_runs):
     # LatentBE is merged into one network (single-model evaluation), BE stays a 2-member ensemble
     lbe = json.loads((d / "KD_LatentBE" / "eval" / "eval.json").read_text())
     be = json.loads((d / "KD_BE" / "eval" / "eval.json").read_text())
-    assert json.dumps(lbe).count("mutual_information") < json.dumps(be).count("mutual_information") or lbe != be
+    for run in ("KD_LatentBE", "_ConfODS", "_TDiv_SDiv"):
+        ev = json.loads((d / run / "eval" / "eval.json").read_text())
+        assert (ev["method"], ev["kind"], ev["num_members"]) == ("latentbe", "categorical", 1), run
+    assert (lbe["kind"], be["kind"], be["num_members"]) == ("categorical", "ensemble", 2)
+    teacher = json.loads((out / "digits" / "ensemble" / "eval_de2" / "eval.json").read_text())
+    base = json.loads((out / "digits" / "ensemble" / "eval_base" / "eval.json").read_text())
+    assert (teacher["num_members"], base["num_members"]) == (2, 1)
 
 
 def test_be_students_objectives(smoke_runs):
@@ -106,6 +112,9 @@ def test_be_students_objectives(smoke_runs):
     assert "objective: head" in (d / "BE_STUDENT_head" / "config.yaml").read_text()
     assert "objective: kd" in (d / "BE_STUDENT_kd" / "config.yaml").read_text()
     assert "method: end" in (d / "LONE_STUDENT" / "config.yaml").read_text()
+    for run in ("BE_STUDENT_head", "BE_STUDENT_kd"):   # one BE member per teacher member, evaluated as an ensemble
+        ev = json.loads((d / run / "eval" / "eval.json").read_text())
+        assert (ev["method"], ev["kind"], ev["num_members"]) == ("batchensemble", "ensemble", 2), run
 
 
 @pytest.mark.parametrize("recipe", ["latentbe_icml2022", "batchensemble_distill"])
@@ -114,3 +123,22 @@ def test_full_mode_without_data_dir_fails(tmp_path, recipe):
     assert p.returncode != 0
     assert "DATA_DIR" in p.stderr
     assert not (tmp_path / "tables").exists()
+
+
+@pytest.mark.parametrize("recipe,cols", [("latentbe_icml2022", LATENTBE_COLS), ("batchensemble_distill", BE_COLS)])
+def test_readme_states_layout_hardware_numbers_and_compare(recipe, cols):
+    d = ROOT / "scripts" / recipe
+    text = (d / "README.md").read_text()
+    for needle in ("DATA_DIR/cifar-10-batches-py", "DATA_DIR/cifar-100-python", "## Hardware of the paper",
+                   "## Expected numbers", "endist-vision compare", "run_all.sh --smoke"):
+        assert needle in text, needle
+    compare = text[text.rindex("endist-vision compare"):].split("```")[0]
+    labels = re.findall(r"(\S+?)=\$R", compare)
+    assert [c.replace("DE-2", "DE-4") for c in cols] == labels   # README command: same columns as the smoke table
+    for step in ("01_prepare.sh", "02_train_ensemble.sh", "03_distill.sh", "04_evaluate.sh", "05_table.sh", "run_all.sh"):
+        body = (d / step).read_text()
+        assert step in text or step == "run_all.sh"
+        if step != "run_all.sh":
+            first = next(line for line in body.splitlines() if line and not line.startswith("#"))
+            assert first == 'source "$(dirname "$0")/../lib/recipe_common.sh"', step
+    assert "93.98" in text if recipe == "latentbe_icml2022" else "0.963" in text   # a paper number copied
