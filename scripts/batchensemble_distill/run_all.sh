@@ -13,6 +13,6 @@ for s in 01_prepare 02_train_ensemble 03_distill 04_evaluate 05_table; do
   bash "$d/$s.sh" "$@"
 done
 if [[ "$SMOKE" == 1 ]]; then
-  python "$d/_vision_batch.py" "$VISION_QUEUE"
+  python "$d/../lib/vision_batch.py" "$VISION_QUEUE"
   rm -f "$VISION_QUEUE"
 fi

@@ -46,6 +46,6 @@ vision() {
 }
 vision_flush() {
   [[ "$SMOKE" == 1 && -f "$VISION_QUEUE" && "${VISION_DEFER:-0}" != 1 ]] || return 0
-  python "$HERE/_vision_batch.py" "$VISION_QUEUE"
+  python "$HERE/../lib/vision_batch.py" "$VISION_QUEUE"
   rm -f "$VISION_QUEUE"
 }

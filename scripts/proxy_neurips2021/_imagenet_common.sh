@@ -35,7 +35,7 @@ vis() {
 vis_flush() {
   [[ -f "$VIS_QUEUE" ]] || return 0
   local rc=0
-  python "$HERE/_vision_batch.py" "$VIS_QUEUE" || rc=$?
+  python "$HERE/../lib/vision_batch.py" "$VIS_QUEUE" || rc=$?
   rm -f "$VIS_QUEUE"
   return "$rc"
 }
