@@ -37,20 +37,4 @@ in_list() { [[ " $2 " == *" $1 "* ]]; }  # in_list WORD "LIST"
 # torch is imported once per step instead of once per command (the test budget is a minute); run_all.sh
 # sets VISION_DEFER=1 for steps 1-4, so that the whole smoke recipe runs in one process at step 5.
 VISION_QUEUE="$OUT_DIR/.vision_queue"
-vision() {
-  local sub="$1"; shift
-  if [[ "$SMOKE" == 1 ]]; then
-    local extra=()
-    [[ "$sub" == train ]] && extra=("train.accumulate=$ACCUMULATE")
-    printf '%q ' "$sub" "$@" "${extra[@]}" >> "$VISION_QUEUE"; echo >> "$VISION_QUEUE"
-  elif [[ "$sub" == train ]]; then
-    vision_train "$@"
-  else
-    endist-vision "$sub" "$@"
-  fi
-}
-vision_flush() {
-  [[ "$SMOKE" == 1 && -f "$VISION_QUEUE" && "${VISION_DEFER:-0}" != 1 ]] || return 0
-  python "$HERE/../lib/vision_batch.py" "$VISION_QUEUE"
-  rm -f "$VISION_QUEUE"
-}
+# vision / vision_flush: see scripts/lib/recipe_common.sh

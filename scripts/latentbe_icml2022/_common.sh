@@ -36,20 +36,4 @@ slug() { echo "$1" | tr -c 'A-Za-z0-9\n' '_'; }  # label -> directory name
 # torch is imported once per step instead of once per command (the test budget is a minute).
 # run_all.sh --smoke exports VISION_DEFER=1 and one VISION_QUEUE for all steps and runs it once at the end.
 VISION_QUEUE="${VISION_QUEUE:-$OUT_DIR/.vision_queue.$$}"
-vision() {
-  local sub="$1"; shift
-  if [[ "$SMOKE" == 1 ]]; then
-    local extra=()
-    [[ "$sub" == train ]] && extra=("train.accumulate=$ACCUMULATE")
-    printf '%q ' "$sub" "$@" "${extra[@]}" >> "$VISION_QUEUE"; echo >> "$VISION_QUEUE"
-  elif [[ "$sub" == train ]]; then
-    vision_train "$@"
-  else
-    endist-vision "$sub" "$@"
-  fi
-}
-vision_flush() {
-  [[ "$SMOKE" == 1 && -f "$VISION_QUEUE" && "${VISION_DEFER:-0}" != 1 ]] || return 0
-  python "$HERE/../lib/vision_batch.py" "$VISION_QUEUE"
-  rm -f "$VISION_QUEUE"
-}
+# vision / vision_flush: see scripts/lib/recipe_common.sh

@@ -41,3 +41,27 @@ vision_train() {
     endist-vision train "$@" "train.accumulate=$ACCUMULATE"
   fi
 }
+
+# vision SUBCOMMAND ARGS...: `endist-vision` (train through vision_train: torchrun, ACCUMULATE, skip finished).
+# In smoke mode the command is appended to $VISION_QUEUE and `vision_flush` runs the queue in one Python
+# process (scripts/lib/vision_batch.py), so torch is imported once instead of once per command; a run_all.sh
+# may export VISION_DEFER=1 so that the whole smoke recipe runs in one process at its last step.
+_RECIPE_LIB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VISION_QUEUE="${VISION_QUEUE:-$OUT_DIR/.vision_queue}"
+vision() {
+  local sub="$1"; shift
+  if [[ "$SMOKE" == 1 ]]; then
+    local extra=()
+    [[ "$sub" == train ]] && extra=("train.accumulate=$ACCUMULATE")
+    printf '%q ' "$sub" "$@" "${extra[@]}" >> "$VISION_QUEUE"; echo >> "$VISION_QUEUE"
+  elif [[ "$sub" == train ]]; then
+    vision_train "$@"
+  else
+    endist-vision "$sub" "$@"
+  fi
+}
+vision_flush() {
+  [[ "$SMOKE" == 1 && -f "$VISION_QUEUE" && "${VISION_DEFER:-0}" != 1 ]] || return 0
+  python "$_RECIPE_LIB/vision_batch.py" "$VISION_QUEUE"
+  rm -f "$VISION_QUEUE"
+}
