@@ -3,6 +3,7 @@
     endist-vision train --config RECIPE --out RUN [key.sub=value ...]     (or: torchrun ... endist-vision train ...)
     endist-vision train --out RUN --resume
     endist-vision evaluate --run RUN [--out DIR] [--teacher RUN ...] [--members N] [--ood NAME[=ROOT] ...]
+                           [--shift NAME=DATASET:ROOT ...] [--shift-max-per-set N] [--workers N]
     endist-vision compare LABEL=EVAL_DIR ... [--out DIR] [--title T] [--maps]
     endist-vision list
 
@@ -31,6 +32,18 @@ def _abs_teacher(cfg: dict[str, Any]) -> None:
     r = cfg["data"].get("root")
     if r:
         cfg["data"]["root"] = str(Path(r).expanduser().resolve())
+    cfg["data"]["shift"] = [_abs_shift(it) for it in (cfg["data"].get("shift") or [])]
+
+
+def _abs_shift(item: Any) -> Any:
+    """A ``data.shift`` entry with its ROOT made absolute (evaluation may run from another directory)."""
+    if isinstance(item, str) and "=" in item and ":" in item.split("=", 1)[1]:
+        label, rest = item.split("=", 1)
+        ds, root = rest.split(":", 1)
+        return f"{label}={ds}:{Path(root).expanduser().resolve()}"
+    if isinstance(item, dict) and item.get("root"):
+        return {**item, "root": str(Path(item["root"]).expanduser().resolve())}
+    return item
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -72,9 +85,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from shared.plots import plot_rejection_curves, plot_uncertainty_histograms
 
     from .checkpoint import load_run_model
-    from .data import load_dataset
+    from .data import load_dataset, load_shift_sets
     from .errors import CheckpointError
-    from .evaluation import evaluate_summaries, predict, summarize
+    from .evaluation import evaluate_shift, evaluate_summaries, predict, summarize, validation_temperature
     from .io_utils import atomic_write_json, atomic_write_text
     from .report import grid_points, plot_uncertainty_map, single_run_markdown
     from .teacher import TeacherEnsemble, load_teacher
@@ -95,18 +108,28 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     data = load_dataset(data_cfg)
     if int(meta["num_classes"]) != data.num_classes:
         raise CheckpointError(f"--run {run}: model predicts {meta['num_classes']} classes but data set {data.name!r} has {data.num_classes}")
+    shift_flag = "--shift" if a.shift is not None else "data.shift"
+    shift_items = a.shift if a.shift is not None else (data_cfg.get("shift") or [])
+    cap = a.shift_max_per_set if a.shift_max_per_set is not None else data_cfg.get("shift_max_per_set")
+    shifts = load_shift_sets(shift_items, data, cap, flag=shift_flag)  # indexed (and validated) before any prediction
     dev = torch.device("cuda" if (a.device == "auto" and torch.cuda.is_available()) or a.device == "cuda" else "cpu")
     model.to(dev)
-    bs = int(cfg.get("eval", {}).get("batch_size", 512))
+    ecfg = cfg.get("eval", {})
+    bs = int(ecfg.get("batch_size", 512))
+    nw = a.workers if a.workers is not None else ecfg.get("num_workers")
+    nw = int(nw if nw is not None else cfg.get("train", {}).get("num_workers", 0) or 0)
     sets = {"val": data.val, "test": data.test, **data.ood}
-    summ = {k: summarize(predict(model, ds, dev, bs), meta) for k, ds in sets.items()}
+    summ = {k: summarize(predict(model, ds, dev, bs, nw), meta) for k, ds in sets.items()}
     teacher_spec = a.teacher or (cfg["distill"].get("teacher") if cfg["method"] not in ("individual", "ensemble") else None)
     teacher_summ = None
     if teacher_spec:
         dcfg = {"teacher": teacher_spec, "teacher_members": a.teacher_members or cfg["distill"].get("teacher_members")}
         teacher: TeacherEnsemble = load_teacher(dcfg, data.num_classes, data.name).to(dev)
-        teacher_summ = {k: summarize(predict(teacher, ds, dev, bs), {}) for k, ds in sets.items() if k != "val"}
+        teacher_summ = {k: summarize(predict(teacher, ds, dev, bs, nw), {}) for k, ds in sets.items() if k != "val"}
     res = evaluate_summaries(summ["val"], data.val.y, summ["test"], data.test.y, {k: summ[k] for k in data.ood}, teacher_summ)
+    if shifts:
+        temp = validation_temperature(summ["val"], data.val.y)
+        res["shift"] = {name: evaluate_shift(model, s, meta, temp, dev, bs, nw) for name, s in shifts.items()}
     res.update({"run": str(run), "method": cfg["method"], "num_members": int(getattr(model, "num_members", 1)), "data": data.name})
     label = a.label or f"{run.name}"
 
@@ -175,13 +198,14 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 def cmd_list(a: argparse.Namespace) -> int:
     from .config import CONFIG_DIR
-    from .data import available_datasets
+    from .data import available_datasets, available_shift_sets
     from .methods import available_methods
     from .models import available_models
 
     print("models:  ", ", ".join(available_models()))
     print("methods: ", ", ".join(available_methods()))
     print("datasets:", ", ".join(available_datasets()))
+    print("shift sets:", ", ".join(available_shift_sets()))
     print("recipes: ", ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))))
     return 0
 
@@ -202,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--teacher-members", type=int, default=None)
     e.add_argument("--members", type=int, default=None, help="evaluate only the first N members of an ensemble")
     e.add_argument("--ood", nargs="*", default=None, help="OOD sets NAME or NAME=ROOT (default: the run's data.ood)")
+    e.add_argument("--shift", action="extend", nargs="+", default=None, metavar="NAME=DATASET:ROOT",
+                   help="labelled shift sets (repeatable; default: the run's data.shift); DATASET one of "
+                        "imagenet_a, imagenet_r, imagenet_c, cifar10_c, cifar100_c")
+    e.add_argument("--shift-max-per-set", type=int, default=None,
+                   help="at most N images per shift (sub)set, a fixed random sample (default: data.shift_max_per_set)")
+    e.add_argument("--workers", type=int, default=None, help="DataLoader decoding workers (default: eval.num_workers, else train.num_workers)")
     e.add_argument("--data-root", default=None, help="override data.root of the run")
     e.add_argument("--label", default=None)
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -26,9 +26,11 @@ DEFAULTS: dict[str, Any] = {
         "val_size": 150,
         "split_seed": 0,
         "image_size": None,
-        "augment": "none",       # none | cifar | shift
+        "augment": "none",       # none | cifar | shift | imagenet
         "aux": None,             # AUX transfer data (name or {name, root}); used by distillation methods
         "ood": [],               # evaluation OOD sets: names or {name, root, label}
+        "shift": [],             # labelled shift sets: "NAME=DATASET:ROOT" or {name: DATASET, root, label, max_per_set}
+        "shift_max_per_set": None,  # at most this many images per shift (sub)set (deterministic sample)
     },
     "model": {"name": "digits_cnn", "kwargs": {}},
     "train": {
@@ -56,7 +58,8 @@ DEFAULTS: dict[str, Any] = {
         "teacher_mode": "cached",  # cached ([EnD2] App. A) | online
     },
     "method_args": {},
-    "eval": {"batch_size": 512, "grid_size": 120, "grid_extent": 2.5},
+    "eval": {"batch_size": 512, "grid_size": 120, "grid_extent": 2.5,
+             "num_workers": None},  # evaluation decoding workers (None: train.num_workers)
 }
 
 FREE_FORM = {("method_args",), ("model", "kwargs")}

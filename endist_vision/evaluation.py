@@ -1,7 +1,9 @@
 """``endist-vision evaluate``: accuracy, NLL, ECE-15, Brier, calibrated NLL/ECE (temperature fitted on the
 validation split), PRR ([EnD2] App. B, eq. 16) with confidence / entropy / mutual information, OOD
 ROC-AUC and PR-AUC with total and knowledge uncertainty for every OOD set ([EnD2] Table 4), and the mean
-absolute difference of uncertainties vs. the teacher ensemble ([Hydra] Table 1).
+absolute difference of uncertainties vs. the teacher ensemble ([Hydra] Table 1), and accuracy / NLL / ECE /
+Brier / temperature-calibrated NLL and ECE on labelled distribution-shift sets (:func:`shift_metrics`;
+corrupted sets averaged over all corruption × severity subsets and per severity).
 
 How outputs are read (the output convention of ``README_internal.md``):
 
@@ -29,6 +31,7 @@ from shared.metrics import (
     brier_score,
     calibrated_scores,
     expected_calibration_error,
+    fit_temperature,
     negative_log_likelihood,
     ood_detection_scores,
     prediction_rejection_ratio,
@@ -36,6 +39,8 @@ from shared.metrics import (
 from shared.uncertainty import alphas_from_logits, dirichlet_uncertainty, ensemble_uncertainty
 
 from .data.base import ArrayDataset
+from .data.batches import iterate_batches
+from .data.shift import ShiftSet
 
 UNC_KEYS = ("total", "data", "mutual_information", "epkl", "rmi", "confidence")
 
@@ -59,17 +64,19 @@ class Summary:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, ds: ArrayDataset | torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 512) -> torch.Tensor:
-    """Logits (float32, CPU) of ``model`` in eval mode on all of ``ds`` (unaugmented)."""
+def predict(model: nn.Module, ds: ArrayDataset | Any | torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 512,
+            num_workers: int = 0) -> torch.Tensor:
+    """Logits (float32, CPU) of ``model`` in eval mode on all of ``ds`` (unaugmented); a data set's
+    batches are decoded by ``num_workers`` DataLoader workers (0: in this process)."""
     model.eval()
     outs = []
-    n = len(ds)
-    for i in range(0, n, batch_size):
-        if isinstance(ds, torch.Tensor):
-            x = ds[i : i + batch_size]
-        else:
-            x, _ = ds.get(np.arange(i, min(i + batch_size, n)))
-        outs.append(model(x.to(device)).float().cpu())
+    if isinstance(ds, torch.Tensor):
+        batches = (ds[i : i + batch_size] for i in range(0, len(ds), batch_size))
+    else:
+        pin = torch.device(device).type == "cuda"
+        batches = (x for x, _ in iterate_batches(ds, batch_size, num_workers, pin_memory=pin))
+    for x in batches:
+        outs.append(model(x.to(device, non_blocking=True)).float().cpu())
     return torch.cat(outs)
 
 
@@ -100,9 +107,10 @@ def classification_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float]
             "ece": expected_calibration_error(p, y, n_bins=15), "brier": brier_score(p, y)}
 
 
-def quick_metrics(model: nn.Module, ds: ArrayDataset, meta: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, float]:
+def quick_metrics(model: nn.Module, ds: ArrayDataset | Any, meta: dict[str, Any], device: torch.device | str = "cpu",
+                  num_workers: int = 0) -> dict[str, float]:
     """Classification metrics of ``model`` on ``ds`` (used at the end of training)."""
-    return classification_metrics(summarize(predict(model, ds, device), meta), ds.y)
+    return classification_metrics(summarize(predict(model, ds, device, num_workers=num_workers), meta), ds.y)
 
 
 def rejection_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float]:
@@ -158,4 +166,58 @@ def evaluate_summaries(val: Summary, val_y: torch.Tensor, test: Summary, test_y:
         res["ood"][name]["mean_uncertainty"] = {k: float(s.unc[k].mean()) for k in UNC_KEYS}
     if teacher:
         res["vs_teacher"] = {name: uncertainty_gap(s, teacher[name]) for name, s in [("test", test), *oods.items()] if name in teacher}
+    return res
+
+
+# ---------------------------------------------------------------- labelled distribution shift
+SHIFT_KEYS = ("accuracy", "error", "nll", "ece", "brier", "calibrated_nll", "calibrated_ece")
+
+
+def validation_temperature(val: Summary, val_y: torch.Tensor) -> float:
+    """The temperature of the calibrated metrics, fitted on the in-distribution validation split
+    (``shared.metrics.fit_temperature`` on the predictive log-probabilities, as for the test set)."""
+    return float(fit_temperature(val.log_pred.numpy(), val_y.numpy()))
+
+
+def restrict_classes(logits: torch.Tensor, class_index: np.ndarray | None) -> torch.Tensor:
+    """Keep only the logits of ``class_index`` (last axis; ImageNet-A/R's 200 wnids); None: unchanged."""
+    return logits if class_index is None else logits[..., torch.as_tensor(np.asarray(class_index), dtype=torch.long)]
+
+
+def shift_metrics(logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, Any], temperature: float) -> dict[str, float]:
+    """accuracy, error, NLL, ECE, Brier and the NLL / ECE of ``softmax(log p̄ / temperature)`` (the
+    calibrated metrics of :func:`shared.metrics.calibrated_scores` with a given temperature)."""
+    s = summarize(logits, meta)
+    out = classification_metrics(s, labels)
+    z = torch.nan_to_num(s.log_pred, neginf=-1e4)
+    probs = torch.softmax(z / temperature, dim=-1).numpy()
+    y = labels.numpy()
+    out.update({"calibrated_nll": negative_log_likelihood(probs, y), "calibrated_ece": expected_calibration_error(probs, y, n_bins=15)})
+    return out
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in SHIFT_KEYS}
+
+
+def evaluate_shift(model: nn.Module, shift: ShiftSet, meta: dict[str, Any], temperature: float, device: torch.device | str = "cpu",
+                   batch_size: int = 512, num_workers: int = 0) -> dict[str, Any]:
+    """Metrics of ``model`` on every subset of ``shift`` (one subset in memory at a time).
+
+    Returns ``{dataset, n, classes, temperature, mean, subsets}`` and, for corrupted sets,
+    ``per_severity`` and ``per_corruption``: unweighted means over the (corruption, severity) subsets,
+    the protocol of Hendrycks & Dietterich ([LatentBE] Table 4, [BE] corrupted columns)."""
+    rows: dict[str, dict[str, Any]] = {}
+    n_classes = int(meta["num_classes"]) if shift.class_index is None else len(shift.class_index)
+    for key, ds in shift.subsets.items():
+        logits = restrict_classes(predict(model, ds, device, batch_size, num_workers), shift.class_index)
+        rows[key] = {**shift_metrics(logits, ds.y, meta, temperature), "n": len(ds)}
+        del logits
+    res: dict[str, Any] = {"dataset": shift.dataset, "n": int(sum(r["n"] for r in rows.values())), "classes": n_classes,
+                           "temperature": float(temperature), "mean": _mean(list(rows.values()))}
+    if shift.corrupted:
+        split = [(k.rsplit("/", 1)[0], k.rsplit("/", 1)[1], r) for k, r in rows.items()]
+        res["per_severity"] = {s: _mean([r for _, s2, r in split if s2 == s]) for s in sorted({s for _, s, _ in split}, key=int)}
+        res["per_corruption"] = {c: _mean([r for c2, _, r in split if c2 == c]) for c in sorted({c for c, _, _ in split})}
+        res["subsets"] = rows
     return res

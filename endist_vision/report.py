@@ -1,4 +1,5 @@
-"""Paper-style markdown tables ([EnD2] Tables 1–4, [Hydra] Table 1) and figures: ID-vs-OOD uncertainty
+"""Paper-style markdown tables ([EnD2] Tables 1–4, [Hydra] Table 1, shift-set rows for [LatentBE] Table 4 /
+[Proxy] Table 1) and figures: ID-vs-OOD uncertainty
 histograms ([EnD2] Fig. 4) and rejection curves via :mod:`shared.plots`, and 2-D uncertainty maps
 ([EnD2] Fig. 3) for the spiral data."""
 
@@ -38,11 +39,30 @@ def single_run_markdown(title: str, res: dict[str, Any]) -> str:
         for name, o in res["ood"].items():
             lines.append(f"| {name} | T.Unc | {_f(o['total_roc_auc'], 100, 1)} | {_f(o['total_pr_auc'], 100, 1)} |")
             lines.append(f"|  | K.Unc | {_f(o.get('knowledge_roc_auc'), 100, 1)} | {_f(o.get('knowledge_pr_auc'), 100, 1)} |")
+    if res.get("shift"):
+        lines += ["", shift_markdown(res["shift"])]
     if res.get("vs_teacher"):
         lines += ["", "| Set | MAD total | MAD data | MAD knowledge |", "|---|---|---|---|"]
         for name, g in res["vs_teacher"].items():
             lines.append(f"| {name} | {_f(g['mad_total'], 1, 4)} | {_f(g['mad_data'], 1, 4)} | {_f(g['mad_mutual_information'], 1, 4)} |")
     return "\n".join(lines) + "\n"
+
+
+SHIFT_COLS = [("Acc (%)", "accuracy", 100, 2), ("NLL", "nll", 1, 3), ("ECE (%)", "ece", 100, 2), ("Brier", "brier", 1, 4),
+              ("cNLL", "calibrated_nll", 1, 3), ("cECE (%)", "calibrated_ece", 100, 2)]
+
+
+def shift_markdown(shift: dict[str, Any]) -> str:
+    """Labelled shift sets: one row per set (mean over corruption × severity for corrupted sets) and one
+    row per severity; cNLL/cECE use the temperature fitted on the in-distribution validation split."""
+    head = "| Shift set | Images | " + " | ".join(c for c, *_ in SHIFT_COLS) + " |"
+    lines = [head, "|---|---|" + "---|" * len(SHIFT_COLS)]
+    for name, r in shift.items():
+        what = f"{name} (mean)" if "per_severity" in r else name
+        lines.append(f"| {what} | {r['n']} | " + " | ".join(_f(r["mean"].get(k), sc, d) for _, k, sc, d in SHIFT_COLS) + " |")
+        for sev, m in (r.get("per_severity") or {}).items():
+            lines.append(f"| {name} s{sev} |  | " + " | ".join(_f(m.get(k), sc, d) for _, k, sc, d in SHIFT_COLS) + " |")
+    return "\n".join(lines)
 
 
 def compare_markdown(results: dict[str, dict[str, Any]], title: str = "") -> str:
@@ -53,6 +73,14 @@ def compare_markdown(results: dict[str, dict[str, Any]], title: str = "") -> str
     for name, key, sc, d in [("ERR", "error", 1, 2), ("PRR", "prr_confidence", 100, 1), ("ECE", "ece", 100, 2), ("NLL", "nll", 1, 3),
                               ("Cal. NLL", "calibrated_nll", 1, 3), ("Brier", "brier", 1, 4)]:
         out.append(f"| {name} | " + " | ".join(_f(results[l]["test"].get(key), sc, d) for l in labels) + " |")
+    shifts: list[str] = []
+    for r in results.values():
+        shifts += [o for o in r.get("shift", {}) if o not in shifts]
+    for sname in shifts:  # extra rows: mean over the set (all corruptions x severities for corrupted sets)
+        for name, key, sc, d in [("ERR", "error", 1, 2), ("ECE", "ece", 100, 2), ("NLL", "nll", 1, 3), ("Cal. NLL", "calibrated_nll", 1, 3),
+                                  ("Cal. ECE", "calibrated_ece", 100, 2), ("Brier", "brier", 1, 4)]:
+            vals = [_f(results[l].get("shift", {}).get(sname, {}).get("mean", {}).get(key), sc, d) for l in labels]
+            out.append(f"| {sname} {name} | " + " | ".join(vals) + " |")
     oods: list[str] = []
     for r in results.values():
         oods += [o for o in r.get("ood", {}) if o not in oods]

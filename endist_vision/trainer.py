@@ -31,12 +31,13 @@ from .checkpoint import FORMAT, load_checkpoint, read_run_config
 from .data import concat, load_dataset
 from .data.augment import build_augment
 from .data.base import ArrayDataset, DataBundle
+from .data.files import FileDataset
 from .distributed import DistInfo, barrier, init_distributed, shutdown
 from .errors import CheckpointError, ConfigError
 from .io_utils import atomic_torch_save, atomic_write_json, atomic_write_text
 from .methods import Method, get_method
 from .models import create_model
-from .teacher import TeacherEnsemble, load_teacher, predict_log_probs
+from .teacher import TeacherEnsemble, load_teacher
 
 DEBUG_EXIT_ENV = "ENDIST_DEBUG_EXIT_AT_STEP"  # tests: os._exit(137) after this step, like SIGKILL
 RESUME_OVERRIDABLE = {("train", "progress"), ("train", "num_workers"), ("train", "device"), ("train", "log_every")}
@@ -58,7 +59,7 @@ class StepBatches(torch.utils.data.Dataset):
     """Item ``s`` = this rank's share of global step ``s``: ``(x, y, idx)`` with shapes
     ``[S, B_local, ...]``, ``[S, B_local]``, ``[S, B_local]`` (S = number of streams)."""
 
-    def __init__(self, ds: ArrayDataset, seed: int, streams: int, global_batch: int, steps_per_epoch: int,
+    def __init__(self, ds: ArrayDataset | FileDataset, seed: int, streams: int, global_batch: int, steps_per_epoch: int,
                  rank: int, world: int, augment: Any) -> None:
         self.ds, self.seed, self.streams, self.G, self.spe = ds, seed, streams, global_batch, steps_per_epoch
         self.rank, self.world, self.augment = rank, world, augment
@@ -233,8 +234,10 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> 
     # ---------------- teacher targets ----------------
     cached: torch.Tensor | None = None
     online = teacher is not None and (cfg["distill"]["teacher_mode"] == "online" or method.needs_online_teacher)
-    if teacher is not None and not online:
-        cached = predict_log_probs(teacher, transfer, device)  # unaugmented inputs ([EnD2] App. A)
+    if teacher is not None and not online:  # unaugmented inputs ([EnD2] App. A), decoded by train.num_workers workers
+        from .evaluation import predict
+
+        cached = torch.log_softmax(predict(teacher, transfer, device, 1024, int(t["num_workers"])), dim=-1)
 
     # ---------------- run directory ----------------
     if info.is_main:
@@ -255,7 +258,7 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> 
     # workers get their base seed from a private generator, not the global RNG (which drives dropout and
     # must stay identical with and without workers); batches themselves are seeded by step, not by worker.
     it: Iterator = (iter(torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, total), num_workers=nw,
-                                                     generator=torch.Generator().manual_seed(0)))
+                                                     generator=torch.Generator().manual_seed(0), pin_memory=device.type == "cuda"))
                     if nw > 0 else (batches[s] for s in range(start, total)))
     debug_exit = int(os.environ.get(DEBUG_EXIT_ENV, "0") or 0)
     ckpt_every = int(t["ckpt_every"]) or spe
@@ -319,7 +322,7 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> 
         meta = _meta(cfg, data, method, final)
         atomic_torch_save(run_dir / "checkpoints" / "final.pt", {"format": FORMAT, "model": final.state_dict(), "meta": meta})
         result = {"method": cfg["method"], "total_steps": total, "steps_per_epoch": spe, "train_seconds_this_session": time.time() - t0,
-                  "history": history, "val": quick_metrics(final, data.val, meta, device), "test": quick_metrics(final, data.test, meta, device)}
+                  "history": history, "val": quick_metrics(final, data.val, meta, device, nw), "test": quick_metrics(final, data.test, meta, device, nw)}
         atomic_write_json(run_dir / "metrics.json", result)
         writer.add_scalar("val/accuracy", result["val"]["accuracy"], total)
         writer.close()

@@ -1,5 +1,6 @@
-"""Data: embedded digits/spirals, local CIFAR/SVHN/TinyImageNet/ImageFolder, fixed train/val split,
-augmentation and deterministic batching. Entry point: :func:`load_dataset`."""
+"""Data: embedded digits/spirals, local CIFAR/SVHN/TinyImageNet/ImageFolder/MNIST, lazily decoded
+ImageNet (+ ImageNet-O), labelled shift sets (:mod:`.shift`: ImageNet-A/R/C, CIFAR-10/100-C), fixed
+train/val split, augmentation and deterministic batching. Entry point: :func:`load_dataset`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from . import embedded, images  # noqa: F401  (registers the built-in data sets)
+from . import embedded, imagenet, images, mnist  # noqa: F401  (registers the built-in data sets)
 from .base import ArrayDataset, DataBundle, Source, available_datasets, concat, get_loader, register_dataset
+from .files import FileDataset
+from .shift import ShiftSet, available_shift_sets, load_shift_sets, register_shift
 
 
-def _split_val(train: ArrayDataset, val_size: int, seed: int) -> tuple[ArrayDataset, ArrayDataset]:
+def _split_val(train: Any, val_size: int, seed: int) -> tuple[Any, Any]:
     """Fixed split (permutation by ``seed``) shared by teachers and students (e.g. 45k/5k on CIFAR)."""
     n = len(train)
     if not 0 < val_size < n:
@@ -45,28 +48,29 @@ def load_dataset(data_cfg: dict[str, Any], *, with_ood: bool = True) -> DataBund
         raise DatasetError(f"data.num_classes={want} but data set {name!r} has {src.num_classes} classes")
     train, val = _split_val(src.train, int(data_cfg["val_size"]), int(data_cfg.get("split_seed", 0)))
     bundle = DataBundle(name=name, train=train, val=val, test=src.test, num_classes=src.num_classes, mean=tuple(src.mean), std=tuple(src.std),
-                        in_channels=src.in_channels, input_kind=src.input_kind, image_size=src.image_size)
+                        in_channels=src.in_channels, input_kind=src.input_kind, image_size=src.image_size,
+                        classes=list(src.classes) if src.classes else None)
     if data_cfg.get("aux"):
         an, aroot, _ = _spec(data_cfg["aux"], "data.aux")
         asrc = get_loader(an, "data.aux").__call__(aroot, flag="data.aux.root", image_size=src.image_size)
         aux = asrc.train if asrc.train is not None else asrc.test
-        bundle.aux = ArrayDataset(aux.x, aux.y.new_full(aux.y.shape, -1), f"aux_{an}")  # AUX is unlabeled
+        bundle.aux = aux.unlabeled(f"aux_{an}")  # AUX is unlabeled
         _check_compatible(bundle, bundle.aux, "data.aux")
     if with_ood:
         for i, item in enumerate(data_cfg.get("ood") or []):
             on, oroot, label = _spec(item, f"data.ood[{i}]")
             osrc = get_loader(on, f"data.ood[{i}]")(oroot, flag=f"data.ood[{i}].root", image_size=src.image_size)
-            ds = ArrayDataset(osrc.test.x, osrc.test.y.new_full(osrc.test.y.shape, -1), label)
+            ds = osrc.test.unlabeled(label)
             _check_compatible(bundle, ds, f"data.ood[{i}]")
             bundle.ood[label] = ds
     return bundle
 
 
-def _check_compatible(bundle: DataBundle, ds: ArrayDataset, flag: str) -> None:
-    a = bundle.train.x.shape[1:] if not bundle.train.is_uint8_image else bundle.train.x.shape[1:]
-    b = ds.x.shape[1:]
+def _check_compatible(bundle: DataBundle, ds: Any, flag: str) -> None:
+    a, b = bundle.train.input_shape, ds.input_shape
     if tuple(a) != tuple(b):
         raise DatasetError(f"{flag}: inputs of {ds.name} have shape {tuple(b)} but {bundle.name} has {tuple(a)}")
 
 
-__all__ = ["ArrayDataset", "DataBundle", "Source", "available_datasets", "concat", "load_dataset", "register_dataset"]
+__all__ = ["ArrayDataset", "DataBundle", "FileDataset", "ShiftSet", "Source", "available_datasets", "available_shift_sets", "concat",
+           "load_dataset", "load_shift_sets", "register_dataset", "register_shift"]

@@ -1,6 +1,7 @@
-"""Augmentation with albumentations ([EnD2] App. A): shift by up to ±4 px (4-px zero padding then a
+"""Augmentation. ``cifar``: albumentations ([EnD2] App. A): shift by up to ±4 px (4-px zero padding then a
 random crop), random horizontal flip, rotation by up to ±15°. Deterministic per batch: the pipeline is
-re-seeded per sample (seed from run seed, epoch and sample index), so a resumed run reproduces the same augmented batches."""
+re-seeded per sample (seed from run seed, epoch and sample index), so a resumed run reproduces the same augmented batches.
+``imagenet``: torchvision RandomResizedCrop + flip, seeded the same way (:mod:`.transforms`)."""
 
 from __future__ import annotations
 
@@ -53,11 +54,16 @@ def shift_augment(max_shift: int = 1) -> Callable[[torch.Tensor, np.ndarray], to
 
 
 def build_augment(kind: str, image_size: int | None) -> Callable | None:
-    """``none`` | ``cifar`` (albumentations pad-crop/flip/rotate) | ``shift`` (small images)."""
+    """``none`` | ``cifar`` (albumentations pad-crop/flip/rotate) | ``shift`` (small images) |
+    ``imagenet`` (torchvision RandomResizedCrop(image_size) + flip, :mod:`.transforms`)."""
     if kind in (None, "none"):
         return None
+    if kind == "imagenet":
+        from .transforms import ImageNetTrainAugment
+
+        return ImageNetTrainAugment(int(image_size or 224))
     if kind == "cifar":
         return cifar_augment(int(image_size or 32))
     if kind == "shift":
         return shift_augment(1)
-    raise ConfigError(f"data.augment must be one of none|cifar|shift, got {kind!r}")
+    raise ConfigError(f"data.augment must be one of none|cifar|shift|imagenet, got {kind!r}")

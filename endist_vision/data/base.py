@@ -2,6 +2,8 @@
 
 All inputs are raw: images in [0, 1] (stored as float32 NCHW for the small embedded sets, or uint8 NHWC
 for image folders to save memory; converted per batch), spiral points as float32 ``[N, 2]``.
+Large sets (ImageNet) are :class:`endist_vision.data.files.FileDataset`s instead: the same interface
+(``len``, ``y``, ``name``, ``get``, ``raw``, ``subset``, ``unlabeled``, ``input_shape``), decoded per batch.
 Labels are int64; ``-1`` marks unlabeled inputs (AUX / OOD).
 """
 
@@ -37,6 +39,16 @@ class ArrayDataset:
     def is_uint8_image(self) -> bool:
         return isinstance(self.x, np.ndarray) and self.x.dtype == np.uint8
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input as returned by :meth:`get` (``(C, H, W)`` for images)."""
+        shape = tuple(int(d) for d in self.x.shape[1:])
+        return (shape[2], shape[0], shape[1]) if self.is_uint8_image else shape
+
+    def unlabeled(self, name: str | None = None) -> "ArrayDataset":
+        """The same inputs with every label set to ``-1`` (AUX / OOD use)."""
+        return ArrayDataset(self.x, self.y.new_full(self.y.shape, -1), name or self.name)
+
     def raw(self, idx: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         idx = np.asarray(idx) if self.is_uint8_image else torch.as_tensor(np.asarray(idx), dtype=torch.long)
         return self.x[idx]
@@ -49,6 +61,11 @@ class ArrayDataset:
         y = self.y[torch.as_tensor(idx_np)]
         if self.is_uint8_image:
             xb = self.x[idx_np]
+            if augment is not None and getattr(augment, "on_pil", False):  # e.g. the ImageNet crop/flip
+                from PIL import Image
+
+                return augment([Image.fromarray(np.ascontiguousarray(im).squeeze(-1) if im.shape[-1] == 1 else np.ascontiguousarray(im))
+                                for im in xb], seeds), y
             if augment is not None:
                 xb = augment(xb, seeds)
             x = torch.from_numpy(np.ascontiguousarray(xb)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -64,9 +81,11 @@ class ArrayDataset:
         return ArrayDataset(x, self.y[torch.as_tensor(idx)], name or self.name)
 
 
-def concat(a: ArrayDataset, b: ArrayDataset, name: str) -> ArrayDataset:
-    """Concatenate two data sets of the same storage kind."""
-    if a.is_uint8_image != b.is_uint8_image:
+def concat(a: Any, b: Any, name: str) -> Any:
+    """Concatenate two data sets of the same storage kind (two ``ArrayDataset``s or two ``FileDataset``s)."""
+    if hasattr(a, "concat"):
+        return a.concat(b, name)
+    if not isinstance(b, ArrayDataset) or a.is_uint8_image != b.is_uint8_image:
         raise DatasetError(f"cannot concatenate {a.name} and {b.name}: different storage")
     x = np.concatenate([a.x, b.x]) if a.is_uint8_image else torch.cat([a.x, b.x])
     return ArrayDataset(x, torch.cat([a.y, b.y]), name)
@@ -84,6 +103,7 @@ class Source:
     in_channels: int = 3
     input_kind: str = "image"  # "image" | "points"
     image_size: Optional[int] = None
+    classes: Optional[list[str]] = None  # class names (ImageNet wnids) in label order, when known
 
 
 @dataclass
@@ -102,6 +122,7 @@ class DataBundle:
     aux: Optional[ArrayDataset] = None
     ood: dict[str, ArrayDataset] = field(default_factory=dict)
     image_size: Optional[int] = None
+    classes: Optional[list[str]] = None  # class names (e.g. ImageNet wnids) in label order; shift sets map by name
 
 
 Loader = Callable[..., Source]

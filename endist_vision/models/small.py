@@ -14,16 +14,18 @@ def mlp(
     num_classes: int,
     *,
     in_channels: int = 2,
+    in_features: int | None = None,
     hidden: int = 64,
     depth: int = 3,
     dropout: float = 0.0,
     activation: str = "relu",
 ) -> nn.Module:
     """``depth`` hidden layers of width ``hidden`` (Linear→act[→Dropout]) and a linear output layer.
-    ``in_channels`` is the input feature dimension (2 for spirals)."""
+    The input is flattened; its size is ``in_features`` if given (784 for 28×28×1 MNIST), else
+    ``in_channels`` (2 for spirals)."""
     act = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[activation]
     layers: list[nn.Module] = [nn.Flatten()]
-    d = in_channels
+    d = int(in_features) if in_features else in_channels
     for _ in range(depth):
         layers += [nn.Linear(d, hidden), act()]
         if dropout > 0:
