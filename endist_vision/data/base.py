@@ -71,6 +71,8 @@ class ArrayDataset:
             x = torch.from_numpy(np.ascontiguousarray(xb)).permute(0, 3, 1, 2).float().div_(255.0)
         else:
             x = self.x[torch.as_tensor(idx_np)]
+            if augment is not None and getattr(augment, "on_pil", False):
+                raise DatasetError(f"{self.name}: this augmentation needs images (uint8 arrays or image files), not float tensors")
             if augment is not None:
                 x = augment(x, seeds)
         return x, y

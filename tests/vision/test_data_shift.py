@@ -215,3 +215,16 @@ def test_cli_dataset_errors_exit_3(sd: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
     code, _, err = run_cli("train", "--out", tmp_path / "m", "data.name=mnist", f"data.root={tmp_path}", "model.name=mlp")
     assert code == 3 and "missing MNIST file" in err and "idx3-ubyte" in err and str(tmp_path) in err
+
+
+def test_imagenet_augment_on_in_memory_uint8_images(sd: Path) -> None:
+    """``data.augment=imagenet`` also works on uint8 in-memory sets (CIFAR layout), seeded per sample."""
+    b = load_dataset({"name": "cifar10", "root": str(sd / "cifar-10-batches-py"), "val_size": 8})
+    aug = build_augment("imagenet", 32)
+    a, y = b.train.get(np.arange(4), aug, np.arange(4))
+    a2, _ = b.train.get(np.arange(4), aug, np.arange(4))
+    plain, y2 = b.train.get(np.arange(4))
+    assert a.shape == plain.shape == (4, 3, 32, 32) and torch.equal(a, a2) and not torch.equal(a, plain) and torch.equal(y, y2)
+    digits = load_dataset({"name": "digits", "val_size": 150})
+    with pytest.raises(DatasetError, match="needs images"):
+        digits.train.get(np.arange(2), aug, np.arange(2))
