@@ -30,6 +30,13 @@ test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=25 tests
 
+# GPU checks (tests/gpu collects nothing without CUDA); tests/conftest.py hides GPUs unless
+# CUDA_VISIBLE_DEVICES is set, so make device 0 visible by default.
+.PHONY: test-gpu
+test-gpu: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" CUDA_VISIBLE_DEVICES=$${CUDA_VISIBLE_DEVICES:-0} \
+	  $(BIN)/python -m pytest --durations=25 tests/gpu
+
 bench: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/benchmarks/run_all.sh
 

@@ -80,7 +80,7 @@ def dirichlet_nll_loss(
     with torch.no_grad():
         lt = _tempered_log_probs(upcast(teacher_log_probs, dtype), temperature)
         if smoothing > 0.0:
-            lt = torch.logaddexp(lt + math.log1p(-smoothing), torch.full((), math.log(smoothing / k), dtype=dtype))
+            lt = torch.logaddexp(lt + math.log1p(-smoothing), torch.full((), math.log(smoothing / k), dtype=dtype, device=lt.device))
         mean_log_pi = lt.mean(-2)
     nll = log_normalizer(alpha) - ((alpha - 1.0) * mean_log_pi).sum(-1)
     return reduce_loss(nll, reduction, mask)

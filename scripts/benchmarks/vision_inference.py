@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7, help="median over this many repeats")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="CUDA only: run under torch.autocast")
     p.add_argument("--out", help="write the results as JSON here")
     a = p.parse_args(argv)
     for flag in ("members", "batch_size", "image_size", "in_channels", "iters", "repeats", "head_blocks"):
@@ -68,10 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--model-kwargs must be a JSON object, got {a.model_kwargs!r}")
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
+    if a.amp != "none" and a.device != "cuda":
+        p.error("--amp needs --device cuda")
     return a
 
 
-def images_per_second(models: dict[str, nn.Module], x: torch.Tensor, iters: int, repeats: int) -> dict[str, float]:
+def images_per_second(models: dict[str, nn.Module], x: torch.Tensor, iters: int, repeats: int,
+                      amp: str = "none") -> dict[str, float]:
     """Median images/s per model over ``repeats`` rounds of ``iters`` forward passes.
 
     Rounds are interleaved (every model once per round) so that machine-load drift affects all
@@ -79,7 +83,7 @@ def images_per_second(models: dict[str, nn.Module], x: torch.Tensor, iters: int,
     """
     cuda = x.device.type == "cuda"
     rates: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(x.device, amp):
         for model in models.values():
             for _ in range(3):
                 model(x)
@@ -94,6 +98,11 @@ def images_per_second(models: dict[str, nn.Module], x: torch.Tensor, iters: int,
                     torch.cuda.synchronize()
                 rates[name].append(iters * x.shape[0] / (time.perf_counter() - t0))
     return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def _autocast(device: torch.device, amp: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def build_models(a: argparse.Namespace) -> dict[str, nn.Module]:
@@ -124,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     models = build_models(a)
     x = torch.rand(a.batch_size, a.in_channels, a.image_size, a.image_size, device=a.device)
     rows = []
-    rates = images_per_second(models, x, a.iters, a.repeats)
+    rates = images_per_second(models, x, a.iters, a.repeats, a.amp)
     for name, model in models.items():
-        with torch.inference_mode():
+        with torch.inference_mode(), _autocast(x.device, a.amp):
             out_shape = tuple(model(x).shape)
         rate = rates[name]
         params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         r["ratio_to_single"] = r["images_per_s"] / single
     dev = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"# inference: {a.model} {a.model_kwargs or ''} M={a.members}, batch {a.batch_size}, "
-          f"{a.in_channels}×{a.image_size}×{a.image_size}, {dev}\n")
+          f"{a.in_channels}×{a.image_size}×{a.image_size}, {dev}{'' if a.amp == 'none' else ', autocast ' + a.amp}\n")
     print("| model | output | params | images/s | × single |")
     print("|---|---|---:|---:|---:|")
     for r in rows:
