@@ -15,8 +15,10 @@ from shared._tensor import compute_dtype, upcast, xlogy_safe
 #: Smallest mean KL used in the precision estimate; keeps β̂₀ finite when all
 #: members agree exactly (β̂₀ ≤ (K−1)/(2·1e-12)).
 MIN_DIVERGENCE = 1e-12
-#: Row chunks of the teacher tensor hold about this many elements.
+#: Row chunks of the teacher tensor hold about this many elements: cache-sized on the CPU; on a GPU large
+#: enough that kernel launches do not dominate (H100, N = 1024, M = 5, V = 40k: 2^22 → 19x CE, 2^25 → 6x).
 CHUNK_ELEMENTS = 1 << 20
+CUDA_CHUNK_ELEMENTS = 1 << 25
 
 
 class ProxyTarget(NamedTuple):
@@ -61,7 +63,7 @@ def proxy_target(
     lead = log_probs.shape[:-2]
     flat = log_probs.reshape(-1, m, k)
     n = flat.shape[0]
-    rows = max(1, CHUNK_ELEMENTS // (m * k))
+    rows = max(1, (CUDA_CHUNK_ELEMENTS if log_probs.is_cuda else CHUNK_ELEMENTS) // (m * k))
     beta = torch.empty(n, k, dtype=dtype, device=log_probs.device)
     precision = torch.empty(n, dtype=dtype, device=log_probs.device)
     with torch.no_grad():

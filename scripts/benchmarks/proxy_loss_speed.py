@@ -45,7 +45,7 @@ def _run_one(variant: str, n: int, v: int, m: int, device: str, repeats: int, dt
     import shared.losses as L
 
     if chunk_elements:
-        L.CHUNK_ELEMENTS = D.CHUNK_ELEMENTS = chunk_elements
+        L.CHUNK_ELEMENTS = D.CHUNK_ELEMENTS = L.CUDA_CHUNK_ELEMENTS = D.CUDA_CHUNK_ELEMENTS = chunk_elements
     dt = getattr(torch, DTYPES[dtype])
     torch.manual_seed(0)
     logits = (torch.randn(n, v, device=device) * 2).to(dt).requires_grad_()
