@@ -1,0 +1,118 @@
+"""The README's machine-translation commands, run as written on the toy corpus (see ``tests/readme_blocks.py``).
+
+Placeholders: ``DATA_BIN`` -> the toy data-bin, ``t1.pt``/``t2.pt`` -> the two toy teachers (the README lists three;
+the renames drop ``t3.pt``), ``student/`` -> the toy Proxy-EnD² student, ``test.en``/``test.de`` -> the toy test
+set. Smoke arguments appended by the prelude: CPU, no prefetch thread, a tiny transformer, 2 updates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from readme_blocks import block, run_block  # noqa: E402
+from seq_helpers import MODEL_ARGS, REPO, TrainLog, seq_env  # noqa: E402
+
+THREE_TEACHERS = {"t1.pt,t2.pt,t3.pt": "t1.pt,t2.pt", "t1.pt:t2.pt:t3.pt": "t1.pt:t2.pt"}
+_TINY = " ".join(a for a in MODEL_ARGS if a not in ("--arch", "transformer"))  # keep the README's --arch
+assert "--arch" not in _TINY and "--encoder-embed-dim" in _TINY
+
+PRELUDE = f"""
+fairseq-train() {{ command fairseq-train "$@" --cpu --num-workers 0 --data-buffer-size 0 {_TINY} \\
+    --max-update 2 --update-freq 1 --log-format json --log-interval 1 --no-epoch-checkpoints; }}
+fairseq-generate() {{ command fairseq-generate "$@" --cpu --num-workers 0 --data-buffer-size 0 --batch-size 64; }}
+"""
+
+
+def _workspace(tmp_path: Path, data_bin: Path, teachers: List[Path], student: Path | None = None) -> Path:
+    (tmp_path / "DATA_BIN").symlink_to(data_bin)
+    for i, t in enumerate(teachers, start=1):
+        (tmp_path / f"t{i}.pt").symlink_to(t)
+    if student is not None:
+        (tmp_path / "student").symlink_to(student.parent)
+    return tmp_path
+
+
+def _u_lines(text: str) -> List[str]:
+    return [line for line in text.splitlines() if line.startswith("U-")]
+
+
+def test_readme_distillation_block(tmp_path: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> None:
+    ws = _workspace(tmp_path, toy_data_bin, teacher_checkpoints)
+    proc = run_block(block("fairseq-train DATA_BIN"), ws, PRELUDE, THREE_TEACHERS)
+    assert (ws / "student" / "checkpoint_last.pt").is_file()
+    assert list((ws / "tb").rglob("events.out.tfevents.*")), "--tensorboard-logdir tb wrote no event file"
+    log = TrainLog.parse(proc.stdout + proc.stderr)
+    assert [int(r["num_updates"]) for r in log.train_inner] == [1, 2]
+    for rec in log.train_inner:
+        assert math.isfinite(rec["loss"]) and rec["beta0"] > 0 and rec["alpha0"] > 0
+
+
+def test_readme_seq_helpers_block(tmp_path: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> None:
+    ws = _workspace(tmp_path, toy_data_bin, teacher_checkpoints)
+    run_block(block("python -m endist_seq.toy_corpus"), ws, PRELUDE, THREE_TEACHERS, timeout=1200)
+    raw = ws / "toy" / "raw"
+    for name in ("train", "valid", "test", "test_permuted", "test_unseen"):
+        assert (raw / f"{name}.en").is_file() and (raw / f"{name}.de").is_file()
+    spm = ws / "toy" / "data-bin-spm"
+    pieces = (spm / "dict.en.txt").read_text().splitlines()
+    assert 0 < len(pieces) <= 200 and any(p.startswith("\u2581") for p in pieces), "not a sentencepiece vocabulary"
+    assert (spm / "train.en-de.en.bin").is_file()
+    ens = ws / "ens-bin"
+    # --mix-reference: references are "train", the ensemble's translations "train1"; same dictionaries as DATA_BIN
+    assert (ens / "train.en-de.de.bin").is_file() and (ens / "train1.en-de.de.bin").is_file()
+    assert (ens / "dict.de.txt").read_text() == (toy_data_bin / "dict.de.txt").read_text()
+
+
+def test_readme_generate_block(tmp_path: Path, toy_data_bin: Path, teacher_checkpoints: List[Path],
+                               student_checkpoint: Path) -> None:
+    ws = _workspace(tmp_path, toy_data_bin, teacher_checkpoints, student_checkpoint)
+    proc = run_block(block("fairseq-generate DATA_BIN"), ws, PRELUDE, THREE_TEACHERS)
+    u = _u_lines(proc.stdout)
+    records = [json.loads(line) for line in (ws / "ens.jsonl").read_text().splitlines()]
+    n = len(records)
+    assert n > 0 and {r["model"] for r in records} == {"ensemble"} and all(r["members"] == 2 for r in records)
+    assert all(len(r["hypotheses"]) == 5 for r in records)  # --nbest 5
+    # ensemble: 5 U- lines per sentence; student: 1 per sentence (with its Dirichlet measures); references: 1
+    assert len(u) == 5 * n + n + n, (len(u), n)
+    assert sum("ku_ep=undefined" in line for line in u) == n  # the Dirichlet student has no expectation-of-products
+    assert all("du=undefined" not in line for line in u)
+
+
+def test_readme_seq_eval_block(tmp_path: Path, toy_raw: Path, toy_data_bin: Path, teacher_checkpoints: List[Path],
+                               student_checkpoint: Path) -> None:
+    ws = _workspace(tmp_path, toy_data_bin, teacher_checkpoints, student_checkpoint)
+    for side in ("en", "de"):
+        (ws / f"test.{side}").symlink_to(toy_raw / f"test.{side}")
+    run_block(block("python -m endist_seq.ood"), ws, PRELUDE, THREE_TEACHERS, timeout=1200)
+    src = (toy_raw / "test.en").read_text().splitlines()
+    permuted = (ws / "ood" / "test_permuted.en").read_text().splitlines()
+    assert len(permuted) == len(src) and permuted != src
+    assert all(sorted(a.split()) == sorted(b.split()) for a, b in zip(src, permuted))
+    for model in ("ens", "stu"):
+        for subset in ("test", "test1", "test2"):
+            assert (ws / model / f"generate-{subset}.txt").is_file()
+    report = json.loads((ws / "report" / "seq_eval.json").read_text())
+    text = (ws / "report" / "seq_eval.md").read_text()
+    assert "ensemble" in text and "Proxy-EnD2" in text and "permuted" in text and "unseen" in text
+    assert report, "empty seq_eval.json"
+
+
+def test_generate_overhead_benchmark_runs(tmp_path: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> None:
+    """``scripts/benchmarks/generate_overhead.py`` (README, Benchmarks) on the toy ensemble: one repeat, one JSON."""
+    out = tmp_path / "overhead.json"
+    cmd = [sys.executable, str(REPO / "scripts" / "benchmarks" / "generate_overhead.py"), "--data", str(toy_data_bin),
+           "--paths", ":".join(map(str, teacher_checkpoints)), "--repeats", "1", "--beam", "2", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env=seq_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    result = json.loads(out.read_text())
+    assert result["identical_hypotheses"] is True
+    for key in ("ratio_wall", "ratio_loop", "ratio_cpu"):
+        assert math.isfinite(result[key]) and result[key] > 0
+    assert "overhead (median of 1)" in proc.stdout
