@@ -1,31 +1,24 @@
-# Sourced by every step after scripts/lib/recipe_common.sh: the settings of [BE] Tables 1 and 2.
-# SETTINGS entries: NAME|CONFIG|DATA_SUBDIR|ENSEMBLE_MEMBERS|TEACHER_SIZES (space separated)
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# Sourced by every step after scripts/lib/recipe_common.sh: the settings of [BE] Tables 1 and 2; the step bodies
+# are scripts/lib/de_recipe.sh (shared with [LatentBE]).
+# SETTINGS entries: NAME|CONFIG|DATA_SUBDIR|ENSEMBLE_MEMBERS|TEACHER_SIZES|SHIFT|STUDENT_LABELS (see de_recipe.sh)
+TAG="[BE]"
+TEACHER_COL="DE-TEACHER"   # compare column of the DE-4 teacher, as in Tables 1/2
 if [[ "$SMOKE" == 1 ]]; then
-  # tiny embedded stand-in: scikit-learn digits, small CNN, 2 members, 2 optimiser steps per run
-  SETTINGS=("digits|be_cifar10_wrn28x10|-|2|2")
-  EXTRA=(data.name=digits data.root=null data.val_size=150 data.augment=none data.ood=[digits_noise]
-         model.name=digits_cnn model.kwargs.width=4 model.kwargs.hidden=16
-         train.max_steps=2 train.batch_size=32 train.amp=none train.num_workers=0 train.progress=false)
+  # digits stand-ins in the real CIFAR-10 / CIFAR-10-C layouts, a small MLP, 2 members, 2 optimiser steps per run
+  SETTINGS=("c10_wrn28x10|be_cifar10_wrn28x10|cifar-10-batches-py|2|2|CIFAR-10-C=cifar10_c:cifar-10-c|-")
+  STANDINS=(cifar10 cifar10-c)
+  EXTRA=(data.val_size=20 data.augment=none model.name=mlp model.kwargs.width=null model.kwargs.in_features=3072
+         model.kwargs.hidden=16 model.kwargs.depth=2 train.max_steps=2 train.batch_size=16 train.amp=none
+         train.num_workers=0 train.progress=false)
 else
-  SETTINGS=("c10_wrn28x10|be_cifar10_wrn28x10|cifar-10-batches-py|4|4"
-            "c100_wrn28x10|be_cifar100_wrn28x10|cifar-100-python|4|4")
+  SETTINGS=("c10_wrn28x10|be_cifar10_wrn28x10|cifar-10-batches-py|4|4|CIFAR-10-C=cifar10_c:CIFAR-10-C|-"
+            "c100_wrn28x10|be_cifar100_wrn28x10|cifar-100-python|4|4|CIFAR-100-C=cifar100_c:CIFAR-100-C|-")
+  STANDINS=()
   EXTRA=()
-  [[ -n "${SETTINGS_ONLY:-}" ]] && mapfile -t SETTINGS < <(printf '%s\n' "${SETTINGS[@]}" | grep -E "^(${SETTINGS_ONLY// /|})\|")
 fi
+OOD=()   # [BE] reports no OOD set; add e.g. OOD=("svhn=$DATA_DIR/svhn")
 # Student rows of [BE] Tables 1/2: LABEL|overrides. BE students have one member per teacher member.
 STUDENTS=("LONE-STUDENT|method=end"
           "BE-STUDENT-head|method=batchensemble method_args.objective=head"
           "BE-STUDENT-kd|method=batchensemble method_args.objective=kd")
-
-# data_args DATA_SUBDIR: the data.root override for full mode
-data_args() { [[ "$SMOKE" == 1 ]] || echo "data.root=$DATA_DIR/$1"; }
-run_dir() { echo "$OUT_DIR/$1/$2"; }            # run_dir SETTING RUN
-slug() { echo "$1" | tr -c 'A-Za-z0-9\n' '_'; }  # label -> directory name
-
-# vision SUBCOMMAND ARGS...: `endist-vision` (train through vision_train: torchrun, ACCUMULATE, skip finished).
-# In smoke mode the command is queued and `vision_flush` runs the queue in one Python process, so that
-# torch is imported once per step instead of once per command (the test budget is a minute).
-# run_all.sh --smoke exports VISION_DEFER=1 and one VISION_QUEUE for all steps and runs it once at the end.
-VISION_QUEUE="${VISION_QUEUE:-$OUT_DIR/.vision_queue.$$}"
-# vision / vision_flush: see scripts/lib/recipe_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/de_recipe.sh"

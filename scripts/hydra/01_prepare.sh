@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Step 1: check the data layout under DATA_DIR (see README.md). Table 2 uses embedded digits (no MNIST loader).
+# Step 1: check the data layout under DATA_DIR (see README.md); smoke mode writes digits stand-ins there.
 source "$(dirname "$0")/../lib/recipe_common.sh"
 source "$(dirname "$0")/_common.sh"
 step "prepare: data"
-rm -f "$VISION_QUEUE"   # smoke: a queue left by an interrupted run
+if [[ "$SMOKE" == 1 ]]; then
+  python -m endist_vision.data.standins "$DATA_DIR" --only "${STANDINS[@]}" --per-class 6 >/dev/null
+  echo "smoke: digits stand-ins (${STANDINS[*]}) under $DATA_DIR"
+fi
 for s in "${SETTINGS[@]}"; do
   IFS='|' read -r table name cfg sub ood <<<"$s"
-  if [[ "$SMOKE" == 1 || "$sub" == - ]]; then echo "$table ($name): embedded digits"; continue; fi
   require_data "$sub"
   echo "$table ($name): $DATA_DIR/$sub"
 done

@@ -1,21 +1,33 @@
-# Sourced by every step after scripts/lib/recipe_common.sh: the settings of [LatentBE] Tables 2, 3 and 6.
-# SETTINGS entries: NAME|CONFIG|DATA_SUBDIR|ENSEMBLE_MEMBERS|TEACHER_SIZES (space separated)
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# Sourced by every step after scripts/lib/recipe_common.sh: the settings of [LatentBE] Tables 2-7; the step
+# bodies are scripts/lib/de_recipe.sh (shared with [BE]).
+# SETTINGS entries: NAME|CONFIG|DATA_SUBDIR|ENSEMBLE_MEMBERS|TEACHER_SIZES|SHIFT|STUDENT_LABELS (see de_recipe.sh)
+TAG="[LatentBE]"
+BASELINES=1          # Base (w/o distillation) and Single KD columns (Tables 6, 7)
+T7_STUDENTS="KD KD+LatentBE +TDiv-SDiv"   # the rows of Table 7 (ImageNet-1k)
 if [[ "$SMOKE" == 1 ]]; then
-  # tiny embedded stand-in: scikit-learn digits, small CNN, 2 members, 2 optimiser steps per run
-  SETTINGS=("digits|latentbe_cifar10_wrn28x1|-|2|2")
-  EXTRA=(data.name=digits data.root=null data.val_size=150 data.augment=none data.ood=[digits_noise]
-         model.name=digits_cnn model.kwargs.width=4 model.kwargs.hidden=16 model.kwargs.stem=null
-         train.max_steps=2 train.batch_size=32 train.amp=none train.num_workers=0 train.progress=false)
+  # digits stand-ins in the real CIFAR-10 / CIFAR-10-C / ImageNet layouts, a small MLP (CIFAR) or CNN
+  # (ImageNet, 32 px), 2 members, 2 optimiser steps per run
+  SETTINGS=("c10_wrn28x1|latentbe_cifar10_wrn28x1|cifar-10-batches-py|2|2|CIFAR-10-C=cifar10_c:cifar-10-c|-"
+            "in_r50|latentbe_imagenet_resnet50|imagenet|2|2|-|$T7_STUDENTS")
+  STANDINS=(cifar10 cifar10-c imagenet imagenet-o)
+  EXTRA=(data.val_size=20 data.augment=none data.image_size=32 model.name=mlp model.kwargs.width=null
+         model.kwargs.stem=null model.kwargs.zero_init_residual=null model.kwargs.in_features=3072
+         model.kwargs.hidden=16 model.kwargs.depth=2 train.max_steps=2 train.batch_size=16 train.amp=none
+         train.num_workers=0 train.progress=false)
+  OOD=("imagenet_o=$OUT_DIR/standins/imagenet-o")
+  RUNTIME_SETTING=c10_wrn28x1
 else
-  SETTINGS=("c10_wrn28x1|latentbe_cifar10_wrn28x1|cifar-10-batches-py|8|4 8"
-            "c100_wrn28x4|latentbe_cifar100_wrn28x4|cifar-100-python|4|2 4"
-            "tim_r18|latentbe_tinyimagenet_resnet18|tiny-imagenet-200|4|4"
-            "tim_wrn28x4|latentbe_tinyimagenet_wrn28x4|tiny-imagenet-200|4|4")
+  SETTINGS=("c10_wrn28x1|latentbe_cifar10_wrn28x1|cifar-10-batches-py|8|4 8|CIFAR-10-C=cifar10_c:CIFAR-10-C|-"
+            "c100_wrn28x4|latentbe_cifar100_wrn28x4|cifar-100-python|4|2 4|CIFAR-100-C=cifar100_c:CIFAR-100-C|-"
+            "tim_r18|latentbe_tinyimagenet_resnet18|tiny-imagenet-200|4|4|-|-"
+            "tim_wrn28x4|latentbe_tinyimagenet_wrn28x4|tiny-imagenet-200|4|4|-|-"
+            "in_r50|latentbe_imagenet_resnet50|imagenet|2|2|-|$T7_STUDENTS")
+  STANDINS=()
   EXTRA=()
-  [[ -n "${SETTINGS_ONLY:-}" ]] && mapfile -t SETTINGS < <(printf '%s\n' "${SETTINGS[@]}" | grep -E "^(${SETTINGS_ONLY// /|})\|")
+  OOD=("svhn=${DATA_DIR:-}/svhn")   # OOD set of [LatentBE] Figs. 5-6
+  RUNTIME_SETTING="${RUNTIME_SETTING:-c100_wrn28x4}"   # Table 5: WRN28x4 on CIFAR-100, DE-4 students
 fi
-# Student rows of Tables 2/3/6: LABEL|overrides (temperature and perturbation step: method defaults)
+# Student rows of Tables 2/3/6/7: LABEL|overrides (temperature and perturbation step: method defaults)
 STUDENTS=("KD|method=end"
           "AE-KD|method=aekd"
           "Proxy-EnD2|method=proxy_end2"
@@ -25,15 +37,4 @@ STUDENTS=("KD|method=end"
           "KD+BE|method=batchensemble method_args.objective=head"
           "BE+ConfODS|method=batchensemble method_args.objective=head method_args.perturbation=confods distill.teacher_mode=online"
           "BE+TDiv-SDiv|method=batchensemble method_args.objective=head method_args.perturbation=tdiv_sdiv distill.teacher_mode=online")
-
-# data_args DATA_SUBDIR: the data.root override for full mode
-data_args() { [[ "$SMOKE" == 1 ]] || echo "data.root=$DATA_DIR/$1"; }
-run_dir() { echo "$OUT_DIR/$1/$2"; }            # run_dir SETTING RUN
-slug() { echo "$1" | tr -c 'A-Za-z0-9\n' '_'; }  # label -> directory name
-
-# vision SUBCOMMAND ARGS...: `endist-vision` (train through vision_train: torchrun, ACCUMULATE, skip finished).
-# In smoke mode the command is queued and `vision_flush` runs the queue in one Python process, so that
-# torch is imported once per step instead of once per command (the test budget is a minute).
-# run_all.sh --smoke exports VISION_DEFER=1 and one VISION_QUEUE for all steps and runs it once at the end.
-VISION_QUEUE="${VISION_QUEUE:-$OUT_DIR/.vision_queue.$$}"
-# vision / vision_flush: see scripts/lib/recipe_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/de_recipe.sh"

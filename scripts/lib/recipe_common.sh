@@ -65,3 +65,15 @@ vision_flush() {
   python "$_RECIPE_LIB/vision_batch.py" "$VISION_QUEUE"
   rm -f "$VISION_QUEUE"
 }
+
+# run_steps DIR ARGS...: a recipe's steps 01..05 in order (its run_all.sh). In smoke mode steps 01-04 only
+# queue their endist-vision commands (VISION_DEFER=1, one queue OUT_DIR/.vision_queue) and 05_table.sh runs the
+# whole queue in one Python process (vision_flush: torch imported once) before printing its tables.
+run_steps() {
+  local d="$1" s; shift
+  rm -f "$VISION_QUEUE"   # a queue left by an interrupted smoke run
+  for s in 01_prepare 02_train_ensemble 03_distill 04_evaluate; do
+    VISION_DEFER=1 bash "$d/$s.sh" "$@"
+  done
+  bash "$d/05_table.sh" "$@"
+}

@@ -1,5 +1,6 @@
 """Paper recipes scripts/endd_iclr2020 ([EnD2]) and scripts/hydra ([Hydra]): the whole recipe runs end to
-end in --smoke mode (embedded stand-in data, 2 optimiser steps per run) and writes the paper tables; in
+end in --smoke mode (embedded data / digits stand-ins in the real MNIST and CIFAR-10 layouts, 2 optimiser steps
+per run) and writes the paper tables; in
 full mode a missing DATA_DIR stops the recipe before any training, naming DATA_DIR."""
 
 from __future__ import annotations
@@ -90,16 +91,34 @@ def test_hydra_smoke_end_to_end(tmp_path: Path) -> None:
     r = _run("hydra", out, "--smoke", OMP_NUM_THREADS="1")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     t = out / "tables"
-    assert sorted(p.name for p in t.iterdir()) == ["table2_digits", "table3_c10"]
-    for name in ("table2_digits", "table3_c10"):
+    assert sorted(p.name for p in t.iterdir()) == ["table2_mnist", "table3_c10"]
+    for name in ("table2_mnist", "table3_c10"):
         cols, rows = _table(t / name / "tables.md")
         assert cols == ["Ensemble (M: 2)", "Prior Networks", "Knowledge distillation", "Hydra"]
         _check_numeric(cols, rows)
+        # the paper's layout: rows = models; MU is N/A for the single-output KD student
+        md = (t / name / "paper.md").read_text()
+        assert md.strip() in r.stdout
+        lines = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
+        assert lines[0] == "| Method | ACC | NLL | Brier | MU |"
+        cells = {c[0]: c[1:] for c in ([x.strip() for x in line.strip("|").split("|")] for line in lines[1:])}
+        assert list(cells) == ["Ensemble (M = 2)", "Prior Networks", "Knowledge distillation", "Hydra"]
+        for model, c in cells.items():
+            assert all(re.fullmatch(r"\d\.\d{4}", v) for v in c[:3]), (model, c)
+            assert (c[3] == "-") == (model == "Knowledge distillation"), (model, c)
     import json
+    import yaml
     hydra = json.loads((out / "c10" / "hydra" / "eval" / "eval.json").read_text())
     assert hydra["method"] == "hydra" and hydra["num_members"] == 2       # one head per teacher member
     assert "vs_teacher" in hydra                                          # [Hydra] Table 1 gap
     assert "[Hydra] Table 3: c10" in (t / "table3_c10" / "tables.md").read_text()
+    # the real MNIST (IDX) and CIFAR-10 loaders on stand-in files; MLP members (Table 2), ResNet-20 (Table 3)
+    mn = yaml.safe_load((out / "mnist" / "hydra" / "config.yaml").read_text())
+    assert (mn["data"]["name"], mn["model"]["name"], mn["model"]["kwargs"]["in_features"]) == ("mnist", "mlp", 784)
+    assert mn["data"]["root"] == f"{out}/standins/mnist" and mn["method_args"]["head_blocks"] == 3
+    c10 = yaml.safe_load((out / "c10" / "ensemble" / "config.yaml").read_text())
+    assert (c10["data"]["name"], c10["model"]["name"]) == ("cifar10", "resnet20")
+    assert json.loads((out / "mnist" / "ensemble" / "eval" / "eval.json").read_text())["data"] == "mnist"
 
 
 def test_full_mode_without_data_dir_fails_naming_it(tmp_path: Path) -> None:

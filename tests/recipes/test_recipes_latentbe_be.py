@@ -1,5 +1,6 @@
-"""Paper recipes scripts/latentbe_icml2022 ([LatentBE] Tables 2/3/6) and scripts/batchensemble_distill
-([BE] Tables 1/2): `run_all.sh --smoke` end to end on embedded digits, and full mode refusing to run
+"""Paper recipes scripts/latentbe_icml2022 ([LatentBE] Tables 2-7) and scripts/batchensemble_distill
+([BE] Tables 1/2 with the corrupted columns): `run_all.sh --smoke` end to end on digits stand-ins written in
+the real CIFAR-10 / CIFAR-10-C / ImageNet layouts (the real loaders run), and full mode refusing to run
 without DATA_DIR. Both smoke recipes start together (one fixture) so they share the two cores."""
 
 from __future__ import annotations
@@ -17,7 +18,23 @@ ROOT = Path(__file__).resolve().parents[2]
 LATENTBE_COLS = ["Base", "Single-KD", "DE-2", "KD", "AE-KD", "Proxy-EnD2", "KD+LatentBE", "+ConfODS", "+TDiv-SDiv",
                  "KD+BE", "BE+ConfODS", "BE+TDiv-SDiv"]
 BE_COLS = ["DE-TEACHER", "LONE-STUDENT", "BE-STUDENT-head", "BE-STUDENT-kd"]
-METRIC_ROWS = ["ERR", "ECE", "NLL", "Cal. NLL"]
+METRIC_ROWS = ["ERR", "ECE", "NLL", "Cal. NLL", "CIFAR-10-C ERR", "CIFAR-10-C ECE", "CIFAR-10-C NLL"]
+SETTING = {"latentbe_icml2022": "c10_wrn28x1", "batchensemble_distill": "c10_wrn28x10"}
+NUM = r"\d+\.\d+"
+
+
+def _paper_rows(md: str, head: list[str]) -> dict[str, list[str]]:
+    """{method: cells} of the eval_table.py table whose header is `| Method | <head> |`."""
+    lines = md.splitlines()
+    h = "| Method | " + " | ".join(head) + " |"
+    assert h in lines, f"header {h!r} missing in:\n{md}"
+    rows = {}
+    for line in lines[lines.index(h) + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
 
 
 def _env(out: Path) -> dict[str, str]:
@@ -61,7 +78,7 @@ def _table(md: str, cols: list[str]) -> dict[str, list[str]]:
 def test_smoke_recipe_prints_table(smoke_runs, recipe, cols):
     out, rc, log = smoke_runs[recipe]
     assert rc == 0, log[-4000:]
-    table = out / "tables" / "digits_de2" / "tables.md"
+    table = out / "tables" / f"{SETTING[recipe]}_de2" / "tables.md"
     assert table.is_file(), log[-4000:]
     md = table.read_text()
     rows = _table(md, cols)
@@ -71,16 +88,20 @@ def test_smoke_recipe_prints_table(smoke_runs, recipe, cols):
         assert all(re.fullmatch(r"\d+\.\d+", v) for v in rows[r]), rows[r]   # every column has a number
     assert md.strip() in log   # the table is printed, in the same layout
     # every step ran: teacher, each student trained and evaluated from its own run directory
-    ens = out / "digits" / "ensemble"
+    ens = out / SETTING[recipe] / "ensemble"
     assert (ens / "checkpoints" / "final.pt").is_file()
+    cfg = (ens / "config.yaml").read_text()   # the real CIFAR-10 loader on the stand-in files
+    assert "name: cifar10" in cfg and f"root: {out}/standins/cifar-10-batches-py" in cfg, cfg
     teacher = json.loads((ens / "eval_de2" / "eval.json").read_text())
     for col in cols:
         if col.startswith("DE-") or col == "Base":
             continue
-        run = out / "digits" / ("single_kd" if col == "Single-KD" else f"de2/{re.sub(r'[^A-Za-z0-9]', '_', col)}")
+        run = out / SETTING[recipe] / ("single_kd" if col == "Single-KD" else f"de2/{re.sub(r'[^A-Za-z0-9]', '_', col)}")
         cfg = (run / "config.yaml").read_text()
         assert "teacher_members: 2" in cfg or col == "Single-KD", cfg
-        assert (run / "eval" / "eval.json").is_file(), col
+        ev = json.loads((run / "eval" / "eval.json").read_text())
+        c = ev["shift"]["CIFAR-10-C"]   # 2 corruptions x 5 severities of the stand-in, averaged
+        assert c["dataset"] == "cifar10_c" and len(c["subsets"]) == 10 and 0.0 <= c["mean"]["accuracy"] <= 1.0, col
     assert teacher["test"], teacher
     assert not list(out.glob(".vision_queue*"))
 
@@ -88,7 +109,7 @@ def test_smoke_recipe_prints_table(smoke_runs, recipe, cols):
 def test_latentbe_students_use_requested_methods(smoke_runs):
     out, rc, log = smoke_runs["latentbe_icml2022"]
     assert rc == 0, log[-4000:]
-    d = out / "digits" / "de2"
+    d = out / "c10_wrn28x1" / "de2"
     expect = {"AE_KD": "method: aekd", "Proxy_EnD2": "method: proxy_end2", "_TDiv_SDiv": "perturbation: tdiv_sdiv",
               "BE_ConfODS": "perturbation: confods", "KD_BE": "objective: head"}
     for run, needle in expect.items():
@@ -100,15 +121,15 @@ def test_latentbe_students_use_requested_methods(smoke_runs):
         ev = json.loads((d / run / "eval" / "eval.json").read_text())
         assert (ev["method"], ev["kind"], ev["num_members"]) == ("latentbe", "categorical", 1), run
     assert (lbe["kind"], be["kind"], be["num_members"]) == ("categorical", "ensemble", 2)
-    teacher = json.loads((out / "digits" / "ensemble" / "eval_de2" / "eval.json").read_text())
-    base = json.loads((out / "digits" / "ensemble" / "eval_base" / "eval.json").read_text())
+    teacher = json.loads((out / "c10_wrn28x1" / "ensemble" / "eval_de2" / "eval.json").read_text())
+    base = json.loads((out / "c10_wrn28x1" / "ensemble" / "eval_base" / "eval.json").read_text())
     assert (teacher["num_members"], base["num_members"]) == (2, 1)
 
 
 def test_be_students_objectives(smoke_runs):
     out, rc, log = smoke_runs["batchensemble_distill"]
     assert rc == 0, log[-4000:]
-    d = out / "digits" / "de2"
+    d = out / "c10_wrn28x10" / "de2"
     assert "objective: head" in (d / "BE_STUDENT_head" / "config.yaml").read_text()
     assert "objective: kd" in (d / "BE_STUDENT_kd" / "config.yaml").read_text()
     assert "method: end" in (d / "LONE_STUDENT" / "config.yaml").read_text()
@@ -142,3 +163,57 @@ def test_readme_states_layout_hardware_numbers_and_compare(recipe, cols):
             first = next(line for line in body.splitlines() if line and not line.startswith("#"))
             assert first == 'source "$(dirname "$0")/../lib/recipe_common.sh"', step
     assert "93.98" in text if recipe == "latentbe_icml2022" else "0.963" in text   # a paper number copied
+    # the corrupted sets' layout and paper numbers ([LatentBE] Tables 4, 5, 7; [BE] c- columns)
+    needles = (["DATA_DIR/CIFAR-10-C/", "DATA_DIR/CIFAR-100-C/", "DATA_DIR/imagenet/train/", "73.22", "0.288 ms/img", "77.38",
+                "table4.md", "table5.md"] if recipe == "latentbe_icml2022" else
+               ["DATA_DIR/CIFAR-10-C/", "DATA_DIR/CIFAR-100-C/", "0.779 ± 0.008", "paper.md"])
+    for needle in needles:
+        assert needle in text, needle
+
+
+def test_latentbe_tables_4_5_7(smoke_runs):
+    out, rc, log = smoke_runs["latentbe_icml2022"]
+    assert rc == 0, log[-4000:]
+    t = out / "tables"
+    # Table 4: corrupted CIFAR, DE teacher + the six single-network students, means over corruptions x severities
+    md = (t / "table4.md").read_text()
+    assert md.strip() in log
+    rows = _paper_rows(md, ["ACC", "NLL", "ECE", "cNLL", "cECE"])
+    assert list(rows) == ["**CIFAR-10-C:**", "DE-2 teacher", "KD", "AE-KD", "Proxy-EnD2", "KD+LatentBE", "+ConfODS", "+TDiv-SDiv"]
+    kd = json.loads((out / "c10_wrn28x1" / "de2" / "KD" / "eval" / "eval.json").read_text())
+    assert rows["KD"][0] == f"{100 * kd['shift']['CIFAR-10-C']['mean']['accuracy']:.2f}"
+    assert all(re.fullmatch(NUM, v) for r in list(rows.values())[1:] for v in r)
+    # Table 5: training time from metrics.json, inference measured on one device: BE batched and M passes,
+    # LatentBE merged (one plain network: no multi-pass column)
+    md = (t / "table5.md").read_text()
+    rows = _paper_rows(md, ["ACC", "NLL", "Training (hrs)", "Inference (ms/img)", "Inference, M passes (ms/img)"])
+    assert list(rows) == ["DE-2 teacher", "KD", "KD+LatentBE", "+TDiv-SDiv", "KD+BE", "BE+TDiv-SDiv"]
+    rt = json.loads((t / "runtime_c10_wrn28x1.json").read_text())
+    for label, r in rows.items():
+        assert all(re.fullmatch(NUM, v) for v in r[:4]), (label, r)
+        multi = label in ("DE-2 teacher", "KD+BE", "BE+TDiv-SDiv")
+        assert (r[4] != "-") == multi, (label, r)
+        assert rt["runs"][label]["members"] == (2 if multi else 1)
+        assert rt["runs"][label]["batched_ms_per_img"] > 0
+    # Table 7 (ImageNet R50 setting): the real ImageNet loader on the stand-in JPEGs, only its three students
+    md = (t / "in_r50_de2" / "paper.md").read_text()
+    rows = _paper_rows(md, ["ACC", "NLL", "ECE", "cNLL", "cECE"])
+    assert list(rows) == ["Base (w/o distillation)", "Single KD", "DE-2 teacher", "KD", "KD+LatentBE", "+TDiv-SDiv"]
+    assert all(re.fullmatch(NUM, v) for r in rows.values() for v in r)
+    assert sorted(p.name for p in (out / "in_r50" / "de2").iterdir()) == ["KD", "KD_LatentBE", "_TDiv_SDiv"]
+    cfg = (out / "in_r50" / "ensemble" / "config.yaml").read_text()
+    assert "name: imagenet" in cfg and "standins/imagenet" in cfg
+    ev = json.loads((out / "in_r50" / "de2" / "KD_LatentBE" / "eval" / "eval.json").read_text())
+    assert ev["data"] == "imagenet" and "imagenet_o" in ev["ood"]
+
+
+def test_be_paper_layout_with_corrupted_columns(smoke_runs):
+    out, rc, log = smoke_runs["batchensemble_distill"]
+    assert rc == 0, log[-4000:]
+    md = (out / "tables" / "c10_wrn28x10_de2" / "paper.md").read_text()
+    assert md.strip() in log
+    rows = _paper_rows(md, ["Acc.", "ECE", "NLL", "c-Acc.", "c-ECE", "c-NLL"])
+    assert list(rows) == ["DE TEACHER", "LONE-STUDENT", "BE-STUDENT-head", "BE-STUDENT-kd"]
+    assert all(re.fullmatch(NUM, v) for r in rows.values() for v in r)
+    ev = json.loads((out / "c10_wrn28x10" / "de2" / "BE_STUDENT_head" / "eval" / "eval.json").read_text())
+    assert rows["BE-STUDENT-head"][5] == f"{ev['shift']['CIFAR-10-C']['mean']['nll']:.3f}"

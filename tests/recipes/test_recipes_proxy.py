@@ -57,23 +57,29 @@ def test_smoke_both_recipes(tmp_path: Path) -> None:
     md = (tmp_path / "imagenet" / "imagenet" / "tables.md").read_text()
     assert md in logs["imagenet"]  # the table is printed
     models = ["Single", "Ensemble", "EnD", "EnD2"]
-    head, rows = _rows(md, "| Model | ImageNet-val Acc")
-    assert head == ["Model", "ImageNet-val Acc", "ImageNet-val ECE"] + [f"ImageNet-{s} {m}" for s in "ACR" for m in ("Acc", "ECE")]
+    head, rows = _rows(md, "| Method | ImageNet-val Acc")
+    assert head == ["Method", "ImageNet-val Acc", "ImageNet-val ECE"] + [f"ImageNet-{s} {m}" for s in "ACR" for m in ("Acc", "ECE")]
     assert list(rows) == models
-    for r in rows.values():
-        assert 0 <= _num(r[1]) <= 100 and 0 <= _num(r[2]) <= 100
-    head, rows = _rows(md, "| Model | ImageNet-O EoE")
-    assert head == ["Model"] + [f"ImageNet-{s} {m}" for s in "OACR" for m in ("EoE", "RMI")]
+    import json
+    im = tmp_path / "imagenet" / "imagenet"
+    for name, r in rows.items():   # Acc / ECE on ImageNet-val and on the labelled shift sets A, C, R
+        assert all(0 <= _num(c) <= 100 for c in r[1:]), r
+    ens = json.loads((im / "ensemble" / "eval" / "eval.json").read_text())
+    assert ens["data"] == "imagenet" and set(ens["shift"]) == {"ImageNet-A", "ImageNet-C", "ImageNet-R"}
+    assert ens["shift"]["ImageNet-A"]["classes"] == 6 and len(ens["shift"]["ImageNet-C"]["subsets"]) == 10  # A: 6-wnid mask
+    assert rows["Ensemble"][5] == f"{100 * ens['shift']['ImageNet-C']['mean']['accuracy']:.1f}"
+    head, rows = _rows(md, "| Method | ImageNet-O EoE")
+    assert head == ["Method"] + [f"ImageNet-{s} {m}" for s in "OAR" for m in ("EoE", "RMI")]
     assert list(rows) == models
     for name, r in rows.items():
         eoe, rmi = r[1::2], r[2::2]
         assert all(0 <= _num(c) <= 100 for c in eoe)
         if name in ("Single", "EnD"):
-            assert rmi == ["-"] * 4
+            assert rmi == ["-"] * 3
         else:
             assert all(0 <= _num(c) <= 100 for c in rmi)
-    ens = tmp_path / "imagenet" / "imagenet" / "ensemble"
-    assert "members: 2" in (ens / "config.yaml").read_text()
+    assert set(ens["ood"]) == {"imagenet_o", "imagenet-a", "imagenet-r"}
+    assert "members: 2" in (im / "ensemble" / "config.yaml").read_text()
 
     # Tables 3-4
     md = (tmp_path / "wmt" / "wmt" / "report" / "seq_eval.md").read_text()
