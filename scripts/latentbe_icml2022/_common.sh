@@ -24,7 +24,8 @@ else
             "in_r50|latentbe_imagenet_resnet50|imagenet|2|2|-|$T7_STUDENTS")
   STANDINS=()
   EXTRA=()
-  OOD=("svhn=${DATA_DIR:-}/svhn")   # OOD set of [LatentBE] Figs. 5-6
+  OOD=("svhn=${DATA_DIR:-}/svhn")   # OOD set of [LatentBE] Figs. 5-6 (CIFAR / TinyImageNet; none for ImageNet)
+  OOD_FOR="c10_wrn28x1 c100_wrn28x4 tim_r18 tim_wrn28x4"
   RUNTIME_SETTING="${RUNTIME_SETTING:-c100_wrn28x4}"   # Table 5: WRN28x4 on CIFAR-100, DE-4 students
 fi
 # Student rows of Tables 2/3/6/7: LABEL|overrides (temperature and perturbation step: method defaults)

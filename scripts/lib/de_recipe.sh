@@ -9,7 +9,7 @@
 #   BASELINES  1: also "Base" (first ensemble member) and "Single KD" (KD from member 1) columns
 #   TEACHER_COL  compare column label of the teacher, "%s" = its size (default "DE-%s")
 #   EXTRA      overrides appended to every `train` (smoke: tiny model, 2 steps)
-#   OOD        evaluate --ood specs (may be empty)
+#   OOD        evaluate --ood specs (may be empty); OOD_FOR: the settings that get them (default: all)
 #   STANDINS   smoke mode: the stand-in sets `python -m endist_vision.data.standins` writes into DATA_DIR
 # In smoke mode DATA_DIR is OUT_DIR/standins, filled by de_prepare with digits in the real on-disk layouts,
 # so the real loaders (cifar10/100, cifar10_c/100_c, imagenet) run.
@@ -101,7 +101,7 @@ de_evaluate() {
     ens="$(run_dir "$name" ensemble)"
     local ev=()
     mapfile -t ev < <(shift_args "$shift")
-    (( ${#OOD[@]} )) && ev+=(--ood "${OOD[@]}")
+    if (( ${#OOD[@]} )) && [[ -z "${OOD_FOR:-}" || " $OOD_FOR " == *" $name "* ]]; then ev+=(--ood "${OOD[@]}"); fi
     step "$name: evaluate"
     if [[ "$BASELINES" == 1 ]]; then
       vision evaluate --run "$ens" --members 1 --out "$ens/eval_base" ${ev[@]+"${ev[@]}"}   # Base (w/o distillation)
