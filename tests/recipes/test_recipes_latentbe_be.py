@@ -25,16 +25,7 @@ NUM = r"\d+\.\d+"
 
 def _paper_rows(md: str, head: list[str]) -> dict[str, list[str]]:
     """{method: cells} of the eval_table.py table whose header is `| Method | <head> |`."""
-    lines = md.splitlines()
-    h = "| Method | " + " | ".join(head) + " |"
-    assert h in lines, f"header {h!r} missing in:\n{md}"
-    rows = {}
-    for line in lines[lines.index(h) + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0]] = cells[1:]
-    return rows
+    return _table(md, head, first="Method")
 
 
 def _env(out: Path) -> dict[str, str]:
@@ -61,9 +52,10 @@ def smoke_runs(tmp_path_factory):
     return res
 
 
-def _table(md: str, cols: list[str]) -> dict[str, list[str]]:
+def _table(md: str, cols: list[str], first: str = "Crit.") -> dict[str, list[str]]:
+    """{first cell: other cells} of the markdown table whose header is `| <first> | <cols> |`."""
     lines = md.splitlines()
-    head = "| Crit. | " + " | ".join(cols) + " |"
+    head = f"| {first} | " + " | ".join(cols) + " |"
     assert head in lines, f"table header {head!r} missing in:\n{md}"
     rows = {}
     for line in lines[lines.index(head) + 2:]:
