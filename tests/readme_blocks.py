@@ -49,6 +49,8 @@ INLINE_TESTS: dict[str, tuple[str, str]] = {
     "endist-vision train": ("tests/vision/test_readme_vision.py", '"endist-vision train --config spirals/ensemble"'),
     "torchrun --nproc_per_node": ("tests/vision/test_vision_resume_ddp.py", '"--nproc_per_node=2", bin_path("endist-vision")'),
     "fairseq-generate --compute-uncertainty": ("tests/seq/test_readme_seq.py", "generate_overhead.py"),
+    # every recipe's smoke mode writes its stand-in data with it (01_prepare.sh), run by tests/recipes
+    "python -m endist_vision.data.standins": ("scripts/hydra/01_prepare.sh", "python -m endist_vision.data.standins"),
     "make bench": ("tests/test_readme_quickstart.py", '"bench"]'),
     "make demo": ("tests/test_readme_quickstart.py", '"demo"]'),
     "make test": (".ci/run", "make test"),
