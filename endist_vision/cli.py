@@ -35,15 +35,14 @@ def _abs_teacher(cfg: dict[str, Any]) -> None:
     cfg["data"]["shift"] = [_abs_shift(it) for it in (cfg["data"].get("shift") or [])]
 
 
-def _abs_shift(item: Any) -> Any:
-    """A ``data.shift`` entry with its ROOT made absolute (evaluation may run from another directory)."""
-    if isinstance(item, str) and "=" in item and ":" in item.split("=", 1)[1]:
-        label, rest = item.split("=", 1)
-        ds, root = rest.split(":", 1)
-        return f"{label}={ds}:{Path(root).expanduser().resolve()}"
-    if isinstance(item, dict) and item.get("root"):
-        return {**item, "root": str(Path(item["root"]).expanduser().resolve())}
-    return item
+def _abs_shift(item: Any) -> dict[str, Any]:
+    """A ``data.shift`` entry, checked and in its dict form, with ROOT made absolute (evaluation may run
+    from another directory)."""
+    from .data.shift import parse_shift_spec
+
+    spec = parse_shift_spec(item, "data.shift")
+    return {"name": spec["dataset"], "root": str(Path(spec["root"]).expanduser().resolve()), "label": spec["label"],
+            "max_per_set": spec["max_per_set"]}
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -87,7 +86,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .checkpoint import load_run_model
     from .data import load_dataset, load_shift_sets
     from .errors import CheckpointError
-    from .evaluation import evaluate_shift, evaluate_summaries, predict, summarize, validation_temperature
+    from .evaluation import evaluate_shift, evaluate_summaries, predict, summarize
     from .io_utils import atomic_write_json, atomic_write_text
     from .report import grid_points, plot_uncertainty_map, single_run_markdown
     from .teacher import TeacherEnsemble, load_teacher
@@ -128,7 +127,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         teacher_summ = {k: summarize(predict(teacher, ds, dev, bs, nw), {}) for k, ds in sets.items() if k != "val"}
     res = evaluate_summaries(summ["val"], data.val.y, summ["test"], data.test.y, {k: summ[k] for k in data.ood}, teacher_summ)
     if shifts:
-        temp = validation_temperature(summ["val"], data.val.y)
+        temp = float(res["test"]["temperature"])  # fitted on the validation split by evaluate_summaries
         res["shift"] = {name: evaluate_shift(model, s, meta, temp, dev, bs, nw) for name, s in shifts.items()}
     res.update({"run": str(run), "method": cfg["method"], "num_members": int(getattr(model, "num_members", 1)), "data": data.name})
     label = a.label or f"{run.name}"

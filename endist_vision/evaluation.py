@@ -30,8 +30,8 @@ from shared.metrics import (
     accuracy,
     brier_score,
     calibrated_scores,
+    temperature_scaled_scores,
     expected_calibration_error,
-    fit_temperature,
     negative_log_likelihood,
     ood_detection_scores,
     prediction_rejection_ratio,
@@ -173,26 +173,17 @@ def evaluate_summaries(val: Summary, val_y: torch.Tensor, test: Summary, test_y:
 SHIFT_KEYS = ("accuracy", "error", "nll", "ece", "brier", "calibrated_nll", "calibrated_ece")
 
 
-def validation_temperature(val: Summary, val_y: torch.Tensor) -> float:
-    """The temperature of the calibrated metrics, fitted on the in-distribution validation split
-    (``shared.metrics.fit_temperature`` on the predictive log-probabilities, as for the test set)."""
-    return float(fit_temperature(val.log_pred.numpy(), val_y.numpy()))
-
-
 def restrict_classes(logits: torch.Tensor, class_index: np.ndarray | None) -> torch.Tensor:
     """Keep only the logits of ``class_index`` (last axis; ImageNet-A/R's 200 wnids); None: unchanged."""
     return logits if class_index is None else logits[..., torch.as_tensor(np.asarray(class_index), dtype=torch.long)]
 
 
 def shift_metrics(logits: torch.Tensor, labels: torch.Tensor, meta: dict[str, Any], temperature: float) -> dict[str, float]:
-    """accuracy, error, NLL, ECE, Brier and the NLL / ECE of ``softmax(log p̄ / temperature)`` (the
-    calibrated metrics of :func:`shared.metrics.calibrated_scores` with a given temperature)."""
+    """accuracy, error, NLL, ECE, Brier and the NLL / ECE of ``softmax(log p̄ / temperature)``
+    (:func:`shared.metrics.temperature_scaled_scores` with the in-distribution validation temperature)."""
     s = summarize(logits, meta)
     out = classification_metrics(s, labels)
-    z = torch.nan_to_num(s.log_pred, neginf=-1e4)
-    probs = torch.softmax(z / temperature, dim=-1).numpy()
-    y = labels.numpy()
-    out.update({"calibrated_nll": negative_log_likelihood(probs, y), "calibrated_ece": expected_calibration_error(probs, y, n_bins=15)})
+    out.update(temperature_scaled_scores(s.log_pred.numpy(), labels.numpy(), temperature, n_bins=15))
     return out
 
 

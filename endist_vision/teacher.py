@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from .checkpoint import load_run_model
-from .data.base import ArrayDataset
 from .errors import ConfigError
 
 
@@ -66,13 +65,3 @@ def load_teacher(distill_cfg: dict[str, Any], num_classes: int, data_name: str) 
     n = distill_cfg.get("teacher_members")
     teacher = TeacherEnsemble(models, int(n) if n else None)
     return teacher
-
-
-@torch.no_grad()
-def predict_log_probs(teacher: nn.Module, ds: ArrayDataset, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
-    """Teacher member log-probabilities ``[N, M, K]`` (float32, CPU) on the *unaugmented* inputs."""
-    outs = []
-    for i in range(0, len(ds), batch_size):
-        x, _ = ds.get(torch.arange(i, min(i + batch_size, len(ds))))
-        outs.append(torch.log_softmax(teacher(x.to(device)).float(), dim=-1).cpu())
-    return torch.cat(outs)

@@ -172,6 +172,21 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, max_iter: int = 200, t
     return float(log_t.detach().exp())
 
 
+def temperature_scaled_scores(
+    logits: ArrayLike, labels: ArrayLike, temperature: float, n_bins: int = 15
+) -> Dict[str, float]:
+    """NLL and ECE of softmax(logits / T) for a given temperature T (−inf logits count as −1e4).
+
+    Returns ``calibrated_nll``, ``calibrated_ece``.
+    """
+    z = torch.nan_to_num(torch.as_tensor(_np(logits)), neginf=-1e4)
+    probs = torch.softmax(z / temperature, dim=-1).numpy()
+    return {
+        "calibrated_nll": negative_log_likelihood(probs, labels),
+        "calibrated_ece": expected_calibration_error(probs, labels, n_bins),
+    }
+
+
 def calibrated_scores(
     fit_logits: ArrayLike, fit_labels: ArrayLike, eval_logits: ArrayLike, eval_labels: ArrayLike, n_bins: int = 15
 ) -> Dict[str, float]:
@@ -181,10 +196,4 @@ def calibrated_scores(
     Returns ``temperature``, ``calibrated_nll``, ``calibrated_ece``.
     """
     t = fit_temperature(fit_logits, fit_labels)
-    z = torch.nan_to_num(torch.as_tensor(_np(eval_logits)), neginf=-1e4)
-    probs = torch.softmax(z / t, dim=-1).numpy()
-    return {
-        "temperature": t,
-        "calibrated_nll": negative_log_likelihood(probs, eval_labels),
-        "calibrated_ece": expected_calibration_error(probs, eval_labels, n_bins),
-    }
+    return {"temperature": t, **temperature_scaled_scores(eval_logits, eval_labels, t, n_bins)}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
+from .transforms import to_float_batch
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ArrayDataset:
                                 for im in xb], seeds), y
             if augment is not None:
                 xb = augment(xb, seeds)
-            x = torch.from_numpy(np.ascontiguousarray(xb)).permute(0, 3, 1, 2).float().div_(255.0)
+            x = to_float_batch(np.asarray(xb))
         else:
             x = self.x[torch.as_tensor(idx_np)]
             if augment is not None and getattr(augment, "on_pil", False):

@@ -121,8 +121,8 @@ class FileDataset:
             return augment([self.open(i) for i in idx_np], seeds), y
         xb = self.raw(idx_np)
         if augment is not None:
-            return to_float_batch(list(augment(xb, seeds))), y
-        return to_float_batch(list(xb)), y
+            xb = augment(xb, seeds)
+        return to_float_batch(np.asarray(xb)), y
 
     def subset(self, idx: np.ndarray, name: str | None = None) -> "FileDataset":
         idx = np.asarray(idx, dtype=np.int64)

@@ -27,9 +27,13 @@ def eval_resize_size(size: int) -> int:
     return int(round(size * EVAL_RESIZE_RATIO))
 
 
-def to_float_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
-    """uint8 ``[H, W, C]`` (or ``[H, W]``) images of one size → float32 ``[B, C, H, W]`` in [0, 1]."""
-    arr = np.stack([im if im.ndim == 3 else im[:, :, None] for im in images])
+def to_float_batch(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """uint8 images of one size → float32 ``[B, C, H, W]`` in [0, 1]: a stacked ``[B, H, W, C]`` array (used as
+    is), or a sequence of ``[H, W, C]`` / ``[H, W]`` images."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        arr = images
+    else:
+        arr = np.stack([im if im.ndim == 3 else im[:, :, None] for im in images])
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
@@ -64,8 +68,10 @@ class ImageNetTrainAugment:
         from torchvision import transforms as T
         from torchvision.transforms import functional as TF
 
+        # CPU generator only: torch.manual_seed would also reseed every CUDA device (dropout on the GPU),
+        # and fork_rng(devices=[]) restores only the CPU state
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+            torch.default_generator.manual_seed(int(seed))
             i, j, h, w = T.RandomResizedCrop.get_params(img, list(self.scale), list(self.ratio))
             flip = bool(torch.rand(()) < 0.5)
         out = TF.resized_crop(img, i, j, h, w, [self.size, self.size], interpolation=T.InterpolationMode.BILINEAR, antialias=True)

@@ -70,12 +70,15 @@ def test_imagenet_eval_transform_is_resize_and_center_crop(inet) -> None:  # noq
     assert np.abs(got - want).mean() < 2.0  # PIL vs torchvision resize rounding only
 
 
-def test_imagenet_train_augment_is_seeded_per_sample(inet) -> None:  # noqa: ANN001
+def test_imagenet_train_augment_is_seeded_per_sample(inet, monkeypatch) -> None:  # noqa: ANN001
     aug = build_augment("imagenet", SIZE)
     idx = np.arange(6)
+    cuda_reseeds = []  # torch.manual_seed would also reseed the GPUs' generators (not restored by fork_rng)
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: cuda_reseeds.append(seed))
     before = torch.get_rng_state()
     a, _ = inet.train.get(idx, aug, np.arange(6) + 100)
     assert torch.equal(before, torch.get_rng_state())  # dropout's RNG stream is untouched
+    assert cuda_reseeds == [], "the augmentation reseeded the CUDA generators"
     b, _ = inet.train.get(idx[::-1].copy(), aug, (np.arange(6) + 100)[::-1].copy())  # other batch order, same seeds
     c, _ = inet.train.get(idx, aug, np.arange(6) + 200)
     plain, _ = inet.train.get(idx)
