@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,9 @@ from typing import Any, Dict, Iterator, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO / "tests" / "seq"))
+
+from seq_helpers import check, tool  # noqa: E402,F401  (re-exported: the same helpers as the CPU seq tests)
 
 
 def gpu_env(**extra: str) -> Dict[str, str]:
@@ -24,24 +26,9 @@ def gpu_env(**extra: str) -> Dict[str, str]:
     return env
 
 
-def tool(name: str) -> str:
-    """A console script next to this interpreter, else on PATH."""
-    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found next to {sys.executable} or on PATH")
-    return found
-
-
 def run(cmd: Sequence[Any], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], cwd=REPO, env=gpu_env(**env), capture_output=True, text=True,
                           timeout=timeout)
-
-
-def check(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr)[-6000:]
-        raise AssertionError(f"command failed (rc={proc.returncode}): {' '.join(map(str, proc.args))}\n{tail}")
-    return proc
 
 
 def numbers(obj: Any, path: str = "") -> Iterator[Tuple[str, float]]:

@@ -98,10 +98,17 @@ def test_readme_seq_eval_block(tmp_path: Path, toy_raw: Path, toy_data_bin: Path
     for model in ("ens", "stu"):
         for subset in ("test", "test1", "test2"):
             assert (ws / model / f"generate-{subset}.txt").is_file()
-    report = json.loads((ws / "report" / "seq_eval.json").read_text())
-    text = (ws / "report" / "seq_eval.md").read_text()
-    assert "ensemble" in text and "Proxy-EnD2" in text and "permuted" in text and "unseen" in text
-    assert report, "empty seq_eval.json"
+    models = json.loads((ws / "report" / "seq_eval.json").read_text())["models"]
+    assert set(models) == {"ensemble", "Proxy-EnD2"}
+    n_test = len(src)
+    for name, res in models.items():
+        assert res["sentences"] == n_test and 0.0 <= res["bleu"] <= 100.0
+        assert set(res["ood"]) == {"permuted", "unseen"}
+        for ood in res["ood"].values():
+            assert ood["sentences"] == n_test
+            assert 0.0 <= ood["roc_auc"]["avg_total"] <= 1.0
+        # both models are Dirichlet/ensemble: the knowledge measure (RMI) is defined
+        assert res["prr"]["avg_rmi"] is not None and res["ood"]["unseen"]["roc_auc"]["avg_rmi"] is not None
 
 
 def test_generate_overhead_benchmark_runs(tmp_path: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> None:
