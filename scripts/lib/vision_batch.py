@@ -4,7 +4,7 @@ Smoke mode only: identical to calling the `endist-vision` console script once pe
 (`endist_vision.cli.main`), but torch is imported once. `train` lines whose `--out` run already
 holds checkpoints/final.pt are skipped, as `vision_train` in scripts/lib/recipe_common.sh does.
 Stops at the first failing command with its exit code. The PNG figures of `evaluate` (rejection curves,
-uncertainty histograms; ~70% of a smoke evaluation's time) are skipped unless SMOKE_FIGURES=1: the
+uncertainty histograms) are skipped unless SMOKE_FIGURES=1: the
 tables, eval.json and eval.md are written as usual; the figures are covered by the endist_vision tests.
 """
 import os
