@@ -5,15 +5,36 @@ Notation: Dir(π | α), α₀ = Σ_k α_k, ln B(α) = Σ_k lnΓ(α_k) − lnΓ(�
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import NamedTuple
 
 import torch
 
-from shared._tensor import compute_dtype, upcast, xlogy_safe
+from shared._tensor import check_positive_finite, compute_dtype, upcast, xlogy_safe
 
-#: Smallest mean KL used in the precision estimate; keeps β̂₀ finite when all
-#: members agree exactly (β̂₀ ≤ (K−1)/(2·1e-12)).
+logger = logging.getLogger(__name__)
+
+#: Largest target precision β̂₀ that :func:`proxy_target` returns. The estimate of [Proxy] eq. 17,
+#: (K−1) / (2·RMI), is infinite when the members agree exactly (identical teachers, M = 1): it is
+#: capped here, and the cap is where the float32 estimate stops meaning anything. RMI is computed
+#: in float32 as a difference of terms of size ~H[p̄] ≤ ln K, so it carries an absolute rounding
+#: error of ~eps·ln K (eps = 2⁻²³ ≈ 1.2e-7): for K = 10 an RMI below ~3e-7 — a precision above
+#: ~1.6e7 — is rounding noise, and for a 40k vocabulary (K−1)/(2·1.2e-7·10.6) ≈ 1.6e10. A cap of
+#: 1e10 lies at or above that noise floor for every K up to ~40k, and it keeps everything that
+#: β enters finite in float32 with a wide margin: lnΓ(β₀) ≈ β₀ ln β₀ ≈ 2.3e11, the unnormalised
+#: reverse KL ≈ β₀·|ψ(α)| ≤ 1e10·30 per position, and its gradient term (α_k − β_k)·ψ'(α_k)
+#: ≤ 1e10·e^60 ≈ 1.1e36 < 3.4e38 at the smallest α = e^-30 (``shared._tensor.MIN_LOG_ALPHA``).
+#: How often the cap is hit: :attr:`ProxyTarget.capped` (per position, no host sync), and a
+#: ``logging.DEBUG`` record of the count on the ``shared.dirichlet`` logger when that level is enabled.
+MAX_PRECISION = 1e10
+#: Smallest target concentration β_k. With ``offset=0`` a class the ensemble gives probability 0
+#: (one-hot or underflowing teachers) would get β_k = 0, an improper Dirichlet whose forward KL
+#: −Σ α_k ψ(β_k) ≈ Σ α_k / β_k is infinite (ψ(0) = −∞) and whose lnΓ(β_k) is infinite. Flooring
+#: β_k at 1e-8 bounds that term by α_k·1e8 ≤ e^30·1e8 ≈ 1e21 per class in float32 (finite for any
+#: vocabulary), while changing β by at most 1e-8 where it was positive (no effect with offset 1).
+MIN_CONCENTRATION = 1e-8
+#: Kept for backward compatibility: divergences below this are treated as 0 (then β̂₀ = MAX_PRECISION).
 MIN_DIVERGENCE = 1e-12
 #: Row chunks of the teacher tensor hold about this many elements: cache-sized on the CPU; on a GPU large
 #: enough that kernel launches do not dominate (H100, N = 1024, M = 5, V = 40k: 2^22 → 19x CE, 2^25 → 6x).
@@ -27,6 +48,13 @@ class ProxyTarget(NamedTuple):
     beta: torch.Tensor
     precision: torch.Tensor
 
+    @property
+    def capped(self) -> torch.Tensor:
+        """``[...]`` bool: positions whose precision estimate hit :data:`MAX_PRECISION` (members agree
+        to within float32 rounding). ``target.capped.sum()`` is the count a caller can log (a tensor:
+        no host sync until the caller asks for it)."""
+        return self.precision >= MAX_PRECISION
+
 
 def proxy_target(
     log_probs: torch.Tensor, estimator: str = "mkl", offset: float = 1.0, temperature: float = 1.0
@@ -39,11 +67,17 @@ def proxy_target(
     - ``"epkl"``: β̂₀ = (K−1) / EPKL, with EPKL = (1/M²) Σ_{m,n} KL(p_m‖p_n)
       (for a true Dirichlet, EPKL = (K−1)/α₀ exactly)
 
-    β = p̄ · β̂₀ + offset.
+    β̂₀ ← min(β̂₀, MAX_PRECISION) and β = max(p̄ · β̂₀ + offset, MIN_CONCENTRATION).
+
+    **Cap**: members that agree exactly (identical teachers, M = 1) have divergence 0 and
+    an infinite estimate; it is capped at :data:`MAX_PRECISION` (1e10, justified there for
+    float32). :attr:`ProxyTarget.capped` marks the positions where the cap was hit, and
+    when the ``shared.dirichlet`` logger is enabled for DEBUG each call logs how many
+    (the function itself stays pure otherwise). Members that disagree infinitely (one
+    gives probability 0 where another does not) give β̂₀ = 0, a flat target β = offset.
 
     Computed under ``no_grad`` in float32 (float64 inputs stay float64), in row chunks
-    so that temporaries stay cache-sized: the only full-size allocation is β itself. The divergence is floored at ``MIN_DIVERGENCE`` so identical
-    members give a large finite precision.
+    so that temporaries stay cache-sized: the only full-size allocation is β itself.
 
     Args:
         log_probs: ``[..., M, K]`` member log-probabilities (−inf allowed).
@@ -58,6 +92,8 @@ def proxy_target(
         raise ValueError(f"estimator must be 'mkl' or 'epkl', got {estimator!r}")
     if log_probs.dim() < 2:
         raise ValueError(f"log_probs must have shape [..., M, K], got {tuple(log_probs.shape)}")
+    offset = check_positive_finite(offset, "offset", allow_zero=True)
+    temperature = check_positive_finite(temperature, "temperature")
     dtype = compute_dtype(log_probs)
     k, m = log_probs.shape[-1], log_probs.shape[-2]
     lead = log_probs.shape[:-2]
@@ -78,12 +114,21 @@ def proxy_target(
                 divergence = 2.0 * (xlogy_safe(mean, mean.log()).sum(-1) - cross)  # 2 · E_m KL(p̄‖p_m)
             else:
                 divergence = xlogy_safe(p, lp).sum(-1).mean(-1) - cross  # EPKL = −E_m H[p_m] − cross
-            divergence = torch.nan_to_num(divergence, nan=math.inf).clamp_min(MIN_DIVERGENCE)
-            prec = (k - 1) / divergence
+            # NaN (inf − inf: infinite disagreement) → precision 0; ≤ MIN_DIVERGENCE (agreement) → the cap
+            divergence = torch.nan_to_num(divergence, nan=math.inf)
+            prec = torch.where(divergence > MIN_DIVERGENCE, (k - 1) / divergence, math.inf).clamp_(max=MAX_PRECISION)
             precision[s : s + rows] = prec
-            beta[s : s + rows] = mean.mul_(prec.unsqueeze(-1)).add_(offset)
+            beta[s : s + rows] = mean.mul_(prec.unsqueeze(-1)).add_(offset).clamp_(min=MIN_CONCENTRATION)
     beta, precision = beta.reshape(lead + (k,)), precision.reshape(lead)
-    return ProxyTarget(beta, precision)
+    target = ProxyTarget(beta, precision)
+    if logger.isEnabledFor(logging.DEBUG) and precision.numel():
+        logger.debug(
+            "proxy_target: precision capped at MAX_PRECISION=%g at %d of %d positions",
+            MAX_PRECISION,
+            int(target.capped.sum()),
+            precision.numel(),
+        )
+    return target
 
 
 def log_normalizer(alpha: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,17 @@
 """Atomic file writes (used by endist_seq and endist_vision): write to a temp file in the same directory, then ``os.replace``.
 
 A crash mid-write never leaves a half-written or truncated output in place of a good one.
+The final file has the permissions of a file made by ``open(path, "w")``: mode 0o666 minus the
+process umask (e.g. 0o644 under umask 022), not the 0o600 of :func:`tempfile.mkstemp` — the temp
+file is created with ``os.open(..., 0o666)``, so the kernel applies the umask itself (no racy
+``os.umask`` read-and-restore; default ACLs of the directory apply too).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,8 +21,7 @@ import torch
 def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -26,6 +29,20 @@ def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(path: Path) -> str:
+    """Create an empty ``.NAME.<random>.tmp`` beside ``path`` with mode 0o666 & ~umask (exclusive create)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -2,9 +2,27 @@
 
 Shapes: student logits ``[..., K]``; teacher log-probabilities ``[..., M, K]``
 (M members). Every loss takes an optional ``mask`` (broadcast over the leading
-dims; ``False`` positions contribute exactly nothing) and ``reduction`` in
-``"none" | "sum" | "mean"``. Half-precision inputs are computed in float32 and the
-loss is returned in float32 (float64 inputs stay float64).
+dims) and ``reduction`` in ``"none" | "sum" | "mean"``. Half-precision inputs are
+computed in float32 and the loss is returned in float32 (float64 inputs stay float64).
+
+Conventions shared by every loss here:
+
+- **Masked positions** (``mask`` False) contribute exactly 0 to the value and exactly 0
+  to the gradient whatever they hold (±1e4, −inf, NaN): their inputs are replaced by
+  harmless constants (logits 0, uniform teachers) *before* anything is computed
+  (``torch.where`` first — a NaN in the unused branch of a later ``where`` would still
+  poison the gradient).
+- **No elements** (empty batch, all-false mask): ``"mean"`` and ``"sum"`` are exactly 0,
+  still attached to the graph, so ``.backward()`` works and gives zero gradients.
+- **Finite values and gradients** for logits of any size (±1e4) and one-hot (−inf)
+  or identical teachers, with offsets 0 or 1: log-concentrations are clamped to
+  ``shared._tensor.MIN_LOG_ALPHA``/``MAX_LOG_ALPHA`` (zero gradient beyond), the Proxy
+  precision is capped and β floored (``shared.dirichlet.MAX_PRECISION``,
+  ``MIN_CONCENTRATION``). The one exception is the *gradient of a half-precision input*:
+  it is returned in the input's dtype and overflows to ±inf where it exceeds that
+  dtype's range (fp16: 65504; e.g. the Dirichlet losses at logits near the clamp),
+  which AMP's ``GradScaler`` detects and skips.
+- ``temperature`` must be finite and > 0, offsets finite and ≥ 0 (``ValueError``).
 """
 
 from __future__ import annotations
@@ -14,7 +32,19 @@ from typing import Optional
 
 import torch
 
-from shared._tensor import MAX_LOG_ALPHA, MIN_LOG_ALPHA, check_ensemble_shapes, compute_dtype, reduce_loss, upcast, xlogy_safe
+from shared._tensor import (
+    MAX_LOG_ALPHA,
+    MIN_LOG_ALPHA,
+    check_ensemble_shapes,
+    check_mask,
+    check_positive_finite,
+    check_reduction,
+    compute_dtype,
+    mask_rows,
+    reduce_loss,
+    upcast,
+    xlogy_safe,
+)
 from shared._special import gamma_terms
 from shared.dirichlet import ProxyTarget, log_normalizer, proxy_target
 from shared.uncertainty import alphas_from_logits
@@ -47,9 +77,13 @@ def ensemble_kd_loss(
         L = T² · KL(p̄_T ‖ q_T),   p̄_T = (1/M) Σ_m softmax(ln p_m / T),   q_T = softmax(z / T)
     """
     check_ensemble_shapes(student_logits, teacher_log_probs)
+    check_reduction(reduction)
+    temperature = check_positive_finite(temperature, "temperature")
+    mask = check_mask(mask, student_logits.shape[:-1])
     dtype = compute_dtype(student_logits, teacher_log_probs)
-    log_q = torch.log_softmax(upcast(student_logits, dtype) / temperature, dim=-1)
-    lt = _tempered_log_probs(upcast(teacher_log_probs, dtype), temperature)
+    z, lt = _masked_inputs(student_logits, teacher_log_probs, mask, dtype)
+    log_q = torch.log_softmax(z / temperature, dim=-1)
+    lt = _tempered_log_probs(lt, temperature)
     log_mean = torch.logsumexp(lt, dim=-2) - math.log(lt.shape[-2])
     mean = log_mean.exp()
     kl = (xlogy_safe(mean, log_mean) - xlogy_safe(mean, log_q)).sum(-1)
@@ -75,18 +109,34 @@ def dirichlet_nll_loss(
     π_m ← (1 − γ) π_m + γ / K, computed in log space so one-hot teachers stay finite.
     """
     check_ensemble_shapes(student_logits, teacher_log_probs)
+    check_reduction(reduction)
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    temperature = check_positive_finite(temperature, "temperature")
+    model_offset = check_positive_finite(model_offset, "model_offset", allow_zero=True)
+    mask = check_mask(mask, student_logits.shape[:-1])
     dtype = compute_dtype(student_logits, teacher_log_probs)
     k = student_logits.shape[-1]
-    alpha = alphas_from_logits(upcast(student_logits, dtype) / temperature, offset=model_offset)
+    z, lt = _masked_inputs(student_logits, teacher_log_probs, mask, dtype)
+    alpha = alphas_from_logits(z / temperature, offset=model_offset)
     with torch.no_grad():
-        lt = _tempered_log_probs(upcast(teacher_log_probs, dtype), temperature)
+        lt = _tempered_log_probs(lt, temperature)
         if smoothing > 0.0:
             lt = torch.logaddexp(lt + math.log1p(-smoothing), torch.full((), math.log(smoothing / k), dtype=dtype, device=lt.device))
         mean_log_pi = lt.mean(-2)
     nll = log_normalizer(alpha) - ((alpha - 1.0) * mean_log_pi).sum(-1)
     return reduce_loss(nll, reduction, mask)
+
+
+def _masked_inputs(
+    student: torch.Tensor, teacher: torch.Tensor, mask: Optional[torch.Tensor], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student logits and teacher log-probs in ``dtype``, masked rows replaced by logits 0 and a uniform
+    teacher (ln 1/K) before anything is computed (see the module docstring)."""
+    k = teacher.shape[-1]
+    z = mask_rows(upcast(student, dtype), mask, 0.0, row_dims=student.dim() - mask.dim() if mask is not None else 1)
+    lt = mask_rows(upcast(teacher, dtype), mask, -math.log(k) if k else 0.0, row_dims=teacher.dim() - mask.dim() if mask is not None else 2)
+    return z, lt
 
 
 def _gamma_terms(a: torch.Tensor, with_trigamma: bool):
@@ -210,22 +260,39 @@ def proxy_dirichlet_loss(
     """
     if direction not in ("reverse", "forward"):
         raise ValueError(f"direction must be 'reverse' or 'forward', got {direction!r}")
+    check_reduction(reduction)
+    temperature = check_positive_finite(temperature, "temperature")
+    model_offset = check_positive_finite(model_offset, "model_offset", allow_zero=True)
+    mask = check_mask(mask, student_logits.shape[:-1])
+    k = student_logits.shape[-1]
     if target is None:
         if teacher_log_probs is None:
             raise ValueError("proxy_dirichlet_loss needs teacher_log_probs or a precomputed target")
         check_ensemble_shapes(student_logits, teacher_log_probs)
+        if mask is not None:
+            teacher_log_probs = mask_rows(teacher_log_probs, mask, -math.log(k) if k else 0.0, row_dims=teacher_log_probs.dim() - mask.dim())
         target = proxy_target(teacher_log_probs, estimator=estimator, offset=target_offset, temperature=temperature)
+    elif target.beta.shape != student_logits.shape or target.precision.shape != student_logits.shape[:-1]:
+        raise ValueError(
+            f"target (beta {tuple(target.beta.shape)}, precision {tuple(target.precision.shape)}) does not match "
+            f"student logits {tuple(student_logits.shape)}"
+        )
     dtype = compute_dtype(student_logits, target.beta)
-    k = student_logits.shape[-1]
     lead = student_logits.shape[:-1]
     z = upcast(student_logits, dtype)
+    beta = upcast(target.beta, dtype).detach()
+    precision = upcast(target.precision, dtype).detach()
+    if mask is not None:
+        row_dims = z.dim() - mask.dim()
+        z = mask_rows(z, mask, 0.0, row_dims)
+        beta = mask_rows(beta, mask, 1.0, row_dims)
+        precision = mask_rows(precision, mask, 1.0, row_dims - 1)
     if temperature != 1.0:
         z = z / temperature
-    beta = upcast(target.beta, dtype).detach()
     value = _DirichletKLToTarget.apply(z.reshape(-1, k), beta.reshape(-1, k), float(model_offset), direction == "reverse")
     value = value.reshape(lead)
     if normalize:
-        value = value / upcast(target.precision, dtype).detach().clamp_min(1.0)
+        value = value / precision.clamp_min(1.0)
     return reduce_loss(value, reduction, mask)
 
 
@@ -248,8 +315,14 @@ def hydra_loss(
             f"hydra_loss needs one teacher per head: head_logits {tuple(head_logits.shape)} vs "
             f"teacher_log_probs {tuple(teacher_log_probs.shape)}"
         )
+    if head_logits.dim() < 2:
+        raise ValueError(f"head_logits must have shape [..., H, K], got {tuple(head_logits.shape)}")
+    check_reduction(reduction)
+    temperature = check_positive_finite(temperature, "temperature")
+    mask = check_mask(mask, head_logits.shape[:-2])
     dtype = compute_dtype(head_logits, teacher_log_probs)
-    log_q = torch.log_softmax(upcast(head_logits, dtype) / temperature, dim=-1)
-    lt = _tempered_log_probs(upcast(teacher_log_probs, dtype), temperature)
+    z, lt = _masked_inputs(head_logits, teacher_log_probs, mask, dtype)
+    log_q = torch.log_softmax(z / temperature, dim=-1)
+    lt = _tempered_log_probs(lt, temperature)
     kl = (xlogy_safe(lt.exp(), lt) - xlogy_safe(lt.exp(), log_q)).sum(-1).mean(-1)
     return reduce_loss(kl * temperature**2, reduction, mask)

@@ -3,6 +3,10 @@
 Inputs may be numpy arrays or torch tensors (any float dtype); outputs are Python
 floats (or numpy arrays for curves). All computations are vectorised (sorting,
 cumulative sums, ``bincount``), never O(N²).
+
+A metric over no examples is undefined: every function here raises ``ValueError``
+naming the empty argument (never returns NaN for it). The one documented NaN is
+:func:`prediction_rejection_ratio` when there is no error to reject.
 """
 
 from __future__ import annotations
@@ -88,8 +92,9 @@ def ood_detection_scores(id_scores: ArrayLike, ood_scores: ArrayLike) -> Dict[st
     are detected).
     """
     i, o = _np(id_scores).ravel(), _np(ood_scores).ravel()
-    if i.size == 0 or o.size == 0:
-        raise ValueError(f"need in-domain and OOD scores, got {i.size} and {o.size}")
+    for name, x in (("id_scores", i), ("ood_scores", o)):
+        if x.size == 0:
+            raise ValueError(f"{name} is empty: OOD detection needs in-domain and OOD scores")
     if not (np.all(np.isfinite(i)) and np.all(np.isfinite(o))):
         raise ValueError("OOD detection scores must be finite")
     y = np.concatenate([np.zeros(i.size), np.ones(o.size)])
@@ -107,6 +112,10 @@ def _probs_labels(probs: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.n
     y = _np(labels, dtype=np.int64)
     if p.ndim != 2 or y.ndim != 1 or p.shape[0] != y.shape[0]:
         raise ValueError(f"probs must be [N, K] and labels [N], got {p.shape} and {y.shape}")
+    if y.size == 0:
+        raise ValueError("probs and labels are empty: a metric over no examples is undefined")
+    if p.shape[1] == 0:
+        raise ValueError(f"probs has no classes (shape {p.shape})")
     if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
         raise ValueError(f"labels must be in [0, {p.shape[1]}), got range [{y.min()}, {y.max()}]")
     return p, y
@@ -117,6 +126,8 @@ def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, n_bins: int 
 
         ECE = Σ_b (|B_b| / N) · |acc(B_b) − conf(B_b)|
     """
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     p, y = _probs_labels(probs, labels)
     conf = p.max(1)
     correct = (p.argmax(1) == y).astype(np.float64)
@@ -158,6 +169,10 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, max_iter: int = 200, t
     y = torch.as_tensor(_np(labels, dtype=np.int64))
     if z.dim() != 2 or y.dim() != 1 or z.shape[0] != y.shape[0]:
         raise ValueError(f"logits must be [N, K] and labels [N], got {tuple(z.shape)} and {tuple(y.shape)}")
+    if y.numel() == 0 or z.shape[1] == 0:
+        raise ValueError(f"logits is empty (shape {tuple(z.shape)}): fitting a temperature needs examples")
+    if y.min() < 0 or y.max() >= z.shape[1]:
+        raise ValueError(f"labels must be in [0, {z.shape[1]}), got range [{int(y.min())}, {int(y.max())}]")
     z = torch.nan_to_num(z, neginf=-1e4)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, tolerance_change=tol, line_search_fn="strong_wolfe")
@@ -179,8 +194,13 @@ def temperature_scaled_scores(
 
     Returns ``calibrated_nll``, ``calibrated_ece``.
     """
+    t = float(temperature)
+    if not (np.isfinite(t) and t > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     z = torch.nan_to_num(torch.as_tensor(_np(logits)), neginf=-1e4)
-    probs = torch.softmax(z / temperature, dim=-1).numpy()
+    if z.numel() == 0:
+        raise ValueError(f"logits is empty (shape {tuple(z.shape)}): a metric over no examples is undefined")
+    probs = torch.softmax(z / t, dim=-1).numpy()
     return {
         "calibrated_nll": negative_log_likelihood(probs, labels),
         "calibrated_ece": expected_calibration_error(probs, labels, n_bins),
@@ -195,5 +215,8 @@ def calibrated_scores(
 
     Returns ``temperature``, ``calibrated_nll``, ``calibrated_ece``.
     """
+    for name, x in (("fit_logits", fit_logits), ("eval_logits", eval_logits)):
+        if np.size(_np(x)) == 0:
+            raise ValueError(f"{name} is empty: calibrated scores need examples")
     t = fit_temperature(fit_logits, fit_labels)
     return {"temperature": t, **temperature_scaled_scores(eval_logits, eval_labels, t, n_bins)}

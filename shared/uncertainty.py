@@ -110,9 +110,10 @@ def dirichlet_uncertainty(alphas: torch.Tensor) -> Dict[str, torch.Tensor]:
 def alphas_from_logits(logits: torch.Tensor, offset: float = 0.0, parametrization: str = "exp") -> torch.Tensor:
     """Dirichlet concentrations from network outputs: α = exp(z) + offset.
 
-    Overflow-safe: z is clamped to [MIN_LOG_ALPHA, MAX_LOG_ALPHA] ([−80, 30] in float32,
-    [−700, 80] in float64) before the exponential, so α stays finite and positive for
-    logits of any size (the gradient is zero outside that range). With
+    Overflow-safe: z is clamped to [MIN_LOG_ALPHA, MAX_LOG_ALPHA] ([−30, 30] in float32,
+    [−300, 80] in float64) before the exponential, so α stays finite and positive for
+    logits of any size (the gradient is zero outside that range), and the derivatives of
+    lnΓ/ψ at α (≈ 1/α, 1/α²) stay finite too. With
     ``parametrization="softplus"``, α = softplus(z) + offset (a small floor of
     1e-8 is added when offset is 0 so that α > 0).
 
