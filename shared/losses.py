@@ -107,6 +107,9 @@ def dirichlet_nll_loss(
     with α = exp(z / T) + model_offset (the model "heated up", [EnD2] §3.1), members
     tempered π_m = softmax(ln p_m / T), and central smoothing ([EnD2] eq. 12)
     π_m ← (1 − γ) π_m + γ / K, computed in log space so one-hot teachers stay finite.
+    With ``smoothing=0`` a teacher probability of 0 is read as the smallest normal float
+    (ln π ≥ ln 1.2e-38 ≈ −87 in float32), so the loss stays finite (the exact value, with
+    ln 0, is infinite).
     """
     check_ensemble_shapes(student_logits, teacher_log_probs)
     check_reduction(reduction)
@@ -123,7 +126,9 @@ def dirichlet_nll_loss(
         lt = _tempered_log_probs(lt, temperature)
         if smoothing > 0.0:
             lt = torch.logaddexp(lt + math.log1p(-smoothing), torch.full((), math.log(smoothing / k), dtype=dtype, device=lt.device))
-        mean_log_pi = lt.mean(-2)
+        # zero probabilities (one-hot teachers without smoothing) count as the smallest normal float: ln π ≥ −87
+        # in float32 (−708 in float64), so the density stays finite instead of inf − inf = NaN
+        mean_log_pi = lt.clamp_min(math.log(torch.finfo(dtype).tiny)).mean(-2)
     nll = log_normalizer(alpha) - ((alpha - 1.0) * mean_log_pi).sum(-1)
     return reduce_loss(nll, reduction, mask)
 

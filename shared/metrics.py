@@ -73,7 +73,8 @@ def prediction_rejection_ratio(uncertainty: ArrayLike, error: ArrayLike) -> floa
     AR_uns is the area between the random and the uncertainty rejection curves, AR_orc
     between the random and the oracle curves. 1 is optimal, 0 random, < 0 perverse.
     ``error`` may be binary (misclassification) or continuous (e.g. 100 − sentence BLEU).
-    Returns NaN when there is no error to reject (AR_orc = 0).
+    Returns NaN when AR_orc = 0, which happens exactly when all errors are equal (no error
+    to reject, every example equally wrong, or a single example): the ratio is undefined.
     """
     c = rejection_curve(uncertainty, error)
     area_random = np.trapezoid(c["random"], c["fraction_rejected"])

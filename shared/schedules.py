@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict
 
 
@@ -19,8 +20,9 @@ class TemperatureAnnealing:
     """
 
     def __init__(self, initial: float, final: float = 1.0, hold_steps: int = 0, decay_steps: int = 0) -> None:
-        if initial <= 0 or final <= 0:
-            raise ValueError(f"temperatures must be positive, got initial={initial}, final={final}")
+        for name, value in (("initial", initial), ("final", final)):
+            if not (math.isfinite(float(value)) and float(value) > 0):
+                raise ValueError(f"temperature {name} must be a finite number > 0, got {value!r}")
         if hold_steps < 0 or decay_steps < 0:
             raise ValueError(f"hold_steps and decay_steps must be >= 0, got {hold_steps}, {decay_steps}")
         self.initial = float(initial)
