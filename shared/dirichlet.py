@@ -1,6 +1,13 @@
 """Dirichlet distribution math: Proxy-Dirichlet targets, KL divergence, log-density, entropy.
 
 Notation: Dir(π | α), α₀ = Σ_k α_k, ln B(α) = Σ_k lnΓ(α_k) − lnΓ(α₀).
+
+Range: :func:`kl_divergence`, :func:`log_likelihood` and :func:`entropy` use torch's lnΓ/ψ and
+autograd. Their values and gradients are finite for the concentrations endist produces — α from
+:func:`shared.uncertainty.alphas_from_logits` (α ≥ e^-30 in float32) and β from
+:func:`proxy_target` (MIN_CONCENTRATION ≤ β_k ≤ MAX_PRECISION + offset) — as the fuzz test
+checks; far outside it (α ≪ 1e-13 with β ≫ 1, where ψ'(α)·β ≈ β/α² exceeds the float range)
+the gradient can overflow.
 """
 
 from __future__ import annotations
@@ -154,9 +161,14 @@ def kl_divergence(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
 
 
 def log_likelihood(alpha: torch.Tensor, log_pi: torch.Tensor) -> torch.Tensor:
-    """Dirichlet log-density ln Dir(π|α) = Σ_k (α_k − 1) ln π_k − ln B(α) ([EnD2] eq. 8)."""
+    """Dirichlet log-density ln Dir(π|α) = Σ_k (α_k − 1) ln π_k − ln B(α) ([EnD2] eq. 8).
+
+    π on the boundary (ln π_k = −inf) gives −inf where α_k > 1 and +inf where α_k < 1 (density
+    0 or unbounded); α_k = 1 with π_k = 0 contributes 0 (the term is absent), never NaN.
+    """
     dtype = compute_dtype(alpha, log_pi)
     a, lpi = upcast(alpha, dtype), upcast(log_pi, dtype)
+    lpi = torch.where(a == 1.0, torch.zeros((), dtype=dtype, device=lpi.device), lpi)  # before the product
     return ((a - 1.0) * lpi).sum(-1) - log_normalizer(a)
 
 

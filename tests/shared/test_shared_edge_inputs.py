@@ -246,3 +246,14 @@ def test_atomic_writes_respect_the_umask(tmp_path, writer: str, umask: int) -> N
     mode = stat.S_IMODE(target.stat().st_mode)
     assert mode == stat.S_IMODE(reference.stat().st_mode) == 0o666 & ~umask, oct(mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["plain.txt", target.name])  # no temp left
+
+
+def test_log_likelihood_on_the_boundary_is_signed_inf_or_zero_never_nan() -> None:
+    """ln Dir(π|α) with π_k = 0: the term (α_k − 1) ln π_k is −inf for α_k > 1, +inf for α_k < 1, absent for α_k = 1."""
+    from shared.dirichlet import log_likelihood
+
+    log_pi = torch.tensor([0.0, -math.inf, -math.inf])
+    # Dir(2, 1, 1) at π = (1, 0, 0): density Γ(4) / (Γ(2)Γ(1)Γ(1)) · π_1^1 = 6
+    assert log_likelihood(torch.tensor([2.0, 1.0, 1.0]), log_pi).item() == pytest.approx(math.log(6.0))
+    assert log_likelihood(torch.tensor([1.0, 2.0, 1.0]), log_pi).item() == -math.inf
+    assert log_likelihood(torch.tensor([1.0, 0.5, 1.0]), log_pi).item() == math.inf
