@@ -124,11 +124,11 @@ def dirichlet_nll_loss(
     alpha = alphas_from_logits(z / temperature, offset=model_offset)
     with torch.no_grad():
         lt = _tempered_log_probs(lt, temperature)
-        if smoothing > 0.0:
+        if smoothing > 0.0:  # ln π ≥ ln(γ/K): finite
             lt = torch.logaddexp(lt + math.log1p(-smoothing), torch.full((), math.log(smoothing / k), dtype=dtype, device=lt.device))
-        # zero probabilities (one-hot teachers without smoothing) count as the smallest normal float: ln π ≥ −87
-        # in float32 (−708 in float64), so the density stays finite instead of inf − inf = NaN
-        mean_log_pi = lt.clamp_min(math.log(torch.finfo(dtype).tiny)).mean(-2)
+        else:  # zero probabilities count as the smallest normal float (ln π ≥ −87 in float32, −708 in float64)
+            lt = lt.clamp_min(math.log(torch.finfo(dtype).tiny))  # so the density is finite, not inf − inf = NaN
+        mean_log_pi = lt.mean(-2)
     nll = log_normalizer(alpha) - ((alpha - 1.0) * mean_log_pi).sum(-1)
     return reduce_loss(nll, reduction, mask)
 

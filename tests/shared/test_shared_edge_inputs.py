@@ -257,3 +257,14 @@ def test_log_likelihood_on_the_boundary_is_signed_inf_or_zero_never_nan() -> Non
     assert log_likelihood(torch.tensor([2.0, 1.0, 1.0]), log_pi).item() == pytest.approx(math.log(6.0))
     assert log_likelihood(torch.tensor([1.0, 2.0, 1.0]), log_pi).item() == -math.inf
     assert log_likelihood(torch.tensor([1.0, 0.5, 1.0]), log_pi).item() == math.inf
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("model_offset", [0.0, 1.0])
+def test_nll_without_smoothing_on_one_hot_teachers_is_finite(dtype: torch.dtype, model_offset: float) -> None:
+    """Found by the fuzz test: smoothing=0 with one-hot members gave Σ (α_k − 1)·ln 0 = inf − inf = NaN."""
+    t = _identical(3, 2, 4, one_hot=True).to(dtype)
+    z = torch.tensor([[0.0, 1.0, -1.0, 2.0], [-1e4, 1e4, 0.0, 0.0], [3.0, -45.0, 0.5, 0.0]], dtype=dtype, requires_grad=True)
+    value = dirichlet_nll_loss(z, t, smoothing=0.0, model_offset=model_offset, reduction="none")
+    (grad,) = torch.autograd.grad(value.sum(), z)
+    assert torch.isfinite(value).all() and torch.isfinite(grad.float()).all()
