@@ -28,10 +28,12 @@ logger = logging.getLogger(__name__)
 #: in float32 as a difference of terms of size ~H[p̄] ≤ ln K, so it carries an absolute rounding
 #: error of ~eps·ln K (eps = 2⁻²³ ≈ 1.2e-7): for K = 10 an RMI below ~3e-7 — a precision above
 #: ~1.6e7 — is rounding noise, and for a 40k vocabulary (K−1)/(2·1.2e-7·10.6) ≈ 1.6e10. A cap of
-#: 1e10 lies at or above that noise floor for every K up to ~40k, and it keeps everything that
+#: 1e10 lies at or above that noise floor for every K up to ~25k (within a factor 2 of it at 40k),
+#: so it only replaces estimates float32 cannot tell from "identical"; and it keeps everything that
 #: β enters finite in float32 with a wide margin: lnΓ(β₀) ≈ β₀ ln β₀ ≈ 2.3e11, the unnormalised
-#: reverse KL ≈ β₀·|ψ(α)| ≤ 1e10·30 per position, and its gradient term (α_k − β_k)·ψ'(α_k)
-#: ≤ 1e10·e^60 ≈ 1.1e36 < 3.4e38 at the smallest α = e^-30 (``shared._tensor.MIN_LOG_ALPHA``).
+#: reverse KL term β_k·|ψ(α_k)| ≈ β_k/α_k ≤ 1e10·e^30 ≈ 1e23 per class, and its gradient term
+#: (α_k − β_k)·ψ'(α_k) ≤ 1e10·e^60 ≈ 1.1e36 < 3.4e38, both at the smallest α = e^-30
+#: (``shared._tensor.MIN_LOG_ALPHA``).
 #: How often the cap is hit: :attr:`ProxyTarget.capped` (per position, no host sync), and a
 #: ``logging.DEBUG`` record of the count on the ``shared.dirichlet`` logger when that level is enabled.
 MAX_PRECISION = 1e10
