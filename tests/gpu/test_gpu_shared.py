@@ -9,6 +9,7 @@ from typing import Callable, Dict
 import pytest
 import torch
 
+from shared._tensor import MAX_LOG_ALPHA, MIN_LOG_ALPHA
 from shared.dirichlet import proxy_target
 from shared.losses import dirichlet_nll_loss, ensemble_kd_loss, hydra_loss, proxy_dirichlet_loss
 from shared.uncertainty import alphas_from_logits, dirichlet_uncertainty, ensemble_uncertainty
@@ -139,7 +140,7 @@ def _float32_error_bound(name: str, z: torch.Tensor, t: torch.Tensor) -> torch.T
     by up to that much. Terms are bounded by (x + y)(|ln x| + |ln y| + 2) with x from α and y from β
     (or 20 ≥ |ln π| for the NLL's smoothed log-probabilities); Proxy values are divided by max(β̂₀, 1)."""
     temperature, offset = DIRICHLET[name]
-    a = (z.float() / temperature).clamp(-80.0, 30.0).double().exp() + offset
+    a = (z.float() / temperature).clamp(MIN_LOG_ALPHA[torch.float32], MAX_LOG_ALPHA[torch.float32]).double().exp() + offset
     if name == "nll":
         b, norm = torch.full_like(a, 20.0), torch.ones(a.shape[0], dtype=torch.float64)
     else:
