@@ -134,3 +134,17 @@ def test_pickled_npy_of_a_cifar_c_set_runs_no_code(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="labels.npy") as e:
         load_shift_sets([f"C=cifar10_c:{root}"], bundle)
     assert "\n" not in str(e.value) and not marker.exists()
+
+
+def test_cifar_folder_with_zero_images_names_the_file(tmp_path: Path) -> None:
+    """Was ``zero-size array to reduction operation`` with no file named (issue 11 item 9)."""
+    empty = {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}
+    root = _cifar10_folder(tmp_path / "c10", {f: empty for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]})
+    code, _, err = run_cli("train", "--config", "cifar10/vgg/individual", "--out", tmp_path / "run", f"data.root={root}")
+    assert code == 3 and err.count("\n") == 1 and str(root / "data_batch_1") in err and "holds no images" in err, err
+    assert not (tmp_path / "run").exists()
+    # images and labels of different lengths: one line too (was a ValueError from the dataset container)
+    batch = _good_batch()
+    root = _cifar10_folder(tmp_path / "c10b", {"test_batch": {**batch, b"labels": batch[b"labels"][:-1]}})
+    with pytest.raises(DatasetError, match=r"test_batch: 6 images but 5 labels"):
+        load_dataset({"name": "cifar10", "root": str(root), "val_size": 4})
