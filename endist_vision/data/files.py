@@ -2,8 +2,9 @@
 images are decoded with PIL when a batch is requested — inside the DataLoader workers of the trainer
 (``train.num_workers``) and of evaluation (``eval.num_workers`` / ``evaluate --workers``).
 
-:class:`FileDataset` has the interface of :class:`endist_vision.data.base.ArrayDataset` (``len``, ``y``,
-``name``, ``get(idx, augment, seeds)``, ``raw``, ``subset``, ``unlabeled``, ``input_shape``). Without an
+:class:`FileDataset` implements the :class:`endist_vision.data.base.Dataset` protocol (``len``, ``y``, ``name``,
+``get(idx, augment, seeds)``, ``subset``, ``unlabeled``, ``concat``, ``input_shape``; also ``raw``); files are
+listed and decoded by :mod:`.decode`, the one image decoding path of the package. Without an
 augmentation, images go through the ImageNet eval transform (:class:`.transforms.ImageNetEval`); an
 augmentation with ``on_pil = True`` (``data.augment=imagenet``) receives the decoded PIL images, any other
 augmentation (e.g. ``cifar``) receives the eval-transformed uint8 batch.
@@ -26,7 +27,7 @@ from ..errors import DatasetError
 from .decode import extensions_text, list_images, open_rgb
 from .transforms import ImageNetEval, to_float_batch
 
-__all__ = ["FileDataset", "list_images", "scan_class_folders"]
+__all__ = ["FileDataset", "scan_class_folders"]
 
 
 def scan_class_folders(root: Path, flag: str, what: str) -> tuple[list[str], list[str], np.ndarray]:

@@ -1,7 +1,8 @@
 """Real image data sets read from user-given local directories (never downloaded):
 CIFAR-10/100 (the standard python-pickle folders), SVHN (``train_32x32.mat`` / ``test_32x32.mat``),
 TinyImageNet (standard ``tiny-imagenet-200`` layout) and any ``ImageFolder`` tree (LSUN etc.) as OOD.
-Images are kept as uint8 ``[N, H, W, C]`` and converted per batch."""
+Images are kept as uint8 ``[N, H, W, C]`` and converted per batch. CIFAR batches are unpickled by
+:mod:`.cifar_pickle` (numpy arrays only, no code runs); image files are decoded by :mod:`.decode`."""
 
 from __future__ import annotations
 
