@@ -143,7 +143,8 @@ def read_eval_json(path: Path) -> dict[str, Any]:
 
 def read_uncertainty_map(path: Path) -> dict[str, Any]:
     """``uncertainty_map.npz`` of a 2-D evaluation: equal-shape 2-D float grids ``total``, ``data``,
-    ``mutual_information`` and a finite scalar ``extent`` (read with ``allow_pickle=False``: no code runs).
+    ``mutual_information`` (may be absent for a single model: then all NaN, drawn blank) and a finite scalar
+    ``extent`` (read with ``allow_pickle=False``: no code runs).
 
     Raises:
         ResultFileError: unreadable, not an npz, or keys/shapes not those of an uncertainty map."""
@@ -152,6 +153,8 @@ def read_uncertainty_map(path: Path) -> dict[str, Any]:
             arrays = {k: np.asarray(z[k]) for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ResultFileError(f"{path}: cannot read uncertainty map: {type(e).__name__}: {e}") from e
+    if "mutual_information" not in arrays and "total" in arrays:  # a single model: knowledge uncertainty undefined ("–")
+        arrays["mutual_information"] = np.full(np.shape(arrays["total"]), np.nan)
     missing = [k for k in (*MAP_KEYS, "extent") if k not in arrays]
     if missing:
         raise ResultFileError(f"{path}: not an uncertainty map (missing {', '.join(missing)}; has {', '.join(sorted(arrays)) or 'nothing'})")

@@ -92,3 +92,15 @@ def test_duplicate_label_is_an_error_naming_it(tmp_path: Path) -> None:
     for item in ("=x", f"A{a}", "A="):
         code, _, err = run_cli("compare", item)
         assert code == 2 and "expected LABEL=EVAL_DIR" in err
+
+
+def test_single_model_map_without_knowledge_grid_is_drawn_blank(tmp_path: Path) -> None:
+    from endist_vision.report import read_uncertainty_map
+
+    d = tmp_path / "single"
+    d.mkdir()
+    g = np.ones((3, 3), np.float32)
+    np.savez(d / "uncertainty_map.npz", total=g, data=g * 0.5, extent=2.0)
+    m = read_uncertainty_map(d / "uncertainty_map.npz")
+    assert np.isnan(m["mutual_information"]).all() and m["mutual_information"].shape == (3, 3)
+    assert np.array_equal(m["data"], g * 0.5) and m["extent"] == 2.0
