@@ -164,31 +164,20 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    import numpy as np
-
     from .io_utils import atomic_write_text
-    from .report import compare_markdown, plot_uncertainty_maps
+    from .report import compare_markdown, parse_compare_items, plot_uncertainty_maps, read_eval_json, read_uncertainty_map
 
-    results, maps = {}, {}
-    for item in a.evals:
-        if "=" not in item:
-            raise ConfigError(f"compare: expected LABEL=EVAL_DIR, got {item!r}")
-        label, d = item.split("=", 1)
-        p = Path(d)
-        f = p / "eval.json" if p.is_dir() else p
-        if not f.is_file():
-            raise ConfigError(f"compare: {label}: no eval.json at {f} (run endist-vision evaluate first)")
-        results[label] = json.loads(f.read_text())
-        npz = f.parent / "uncertainty_map.npz"
-        if npz.is_file():
-            maps[label] = dict(np.load(npz))
+    files = parse_compare_items(a.evals)
+    results = {label: read_eval_json(f) for label, f in files.items()}
+    maps = {label: read_uncertainty_map(f.parent / "uncertainty_map.npz") for label, f in files.items()
+            if a.maps and (f.parent / "uncertainty_map.npz").is_file()}
     md = compare_markdown(results, a.title or "")
     if a.out:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "tables.md", md)
-        if a.maps and maps:
-            ext = float(next(iter(maps.values()))["extent"])
+        if maps:
+            ext = next(iter(maps.values()))["extent"]
             plot_uncertainty_maps({k: {kk: v[kk] for kk in ("total", "data", "mutual_information")} for k, v in maps.items()}, ext,
                                   out / "uncertainty_maps.png")
     print(md)

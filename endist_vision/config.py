@@ -7,6 +7,7 @@ parsed as YAML (``train.lr=1e-3``, ``data.ood=[digits_noise]``, ``distill.teache
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -141,15 +142,94 @@ def build_config(recipe: str | None, overrides: list[str]) -> dict[str, Any]:
     return cfg
 
 
+#: The value kind of each key whose default is ``None`` (``null`` stays allowed for them); every other key
+#: takes the kind of its default (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``), not ``null``.
+NULLABLE_KINDS: dict[str, str] = {
+    "data.root": "str", "data.num_classes": "int", "data.image_size": "int", "data.aux": "spec",
+    "data.shift_max_per_set": "int", "train.max_steps": "int", "distill.teacher": "paths",
+    "distill.teacher_members": "int", "eval.num_workers": "int",
+}
+KIND_TEXT = {"int": "an integer", "float": "a number (float)", "str": "a string", "bool": "true or false", "list": "a list",
+             "dict": "a mapping", "spec": "a data set name or {name, root}", "paths": "a run directory or a list of them"}
+
+
+def _kind_of(key: str, default: Any) -> str | None:
+    if key in NULLABLE_KINDS:
+        return NULLABLE_KINDS[key]
+    for kind, typ in (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", list), ("dict", dict)):
+        if isinstance(default, typ):
+            return kind
+    return None  # a key without a known kind (default None, not in NULLABLE_KINDS): any value
+
+
+def _coerce(key: str, kind: str, value: Any) -> Any:
+    """``value`` checked against ``kind`` (numbers written as YAML strings, e.g. ``1e-3``, become floats; a
+    number given for a string key, e.g. a folder named ``2024``, becomes that string); else :class:`ConfigError`."""
+    ok: Any = None
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        ok = value
+    elif kind == "float" and not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        try:
+            ok = float(value)
+        except ValueError:
+            ok = None
+    elif kind == "str" and not isinstance(value, bool) and isinstance(value, (str, int, float)):
+        ok = str(value)
+    elif kind in ("bool", "list", "dict"):
+        ok = value if isinstance(value, {"bool": bool, "list": list, "dict": dict}[kind]) else None
+    elif kind == "spec" and isinstance(value, (str, dict)):
+        ok = value
+    elif kind == "paths" and (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        ok = value
+    if ok is None:
+        raise ConfigError(f"{key} must be {KIND_TEXT[kind]}, got {value!r}")
+    return ok
+
+
+def _check_finite(key: str, value: Any) -> None:
+    """NaN / ±Inf anywhere in ``value`` (also inside lists and mappings) is a :class:`ConfigError` naming the key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(f"{key}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(f"{key}[{i}]", v)
+
+
+def check_types(cfg: dict[str, Any], defaults: dict[str, Any] = DEFAULTS, path: tuple[str, ...] = ()) -> None:
+    """Check (and normalise in place) every known key of ``cfg`` against the kind of its default
+    (:data:`NULLABLE_KINDS` for keys whose default is ``None``) and refuse NaN/Inf values; one
+    :class:`ConfigError` naming the key and the expected kind. ``method_args`` is left to the method."""
+    for k, default in defaults.items():
+        key = ".".join(path + (k,))
+        if k not in cfg or path + (k,) == ("method_args",):
+            continue
+        v = cfg[k]
+        if isinstance(default, dict) and path + (k,) not in FREE_FORM:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{key} must be a mapping, got {v!r}")
+            check_types(v, default, path + (k,))
+            continue
+        kind = _kind_of(key, default)
+        if kind is not None and not (v is None and key in NULLABLE_KINDS):
+            cfg[k] = v = _coerce(key, kind, v)
+        _check_finite(key, v)
+
+
 def validate(cfg: dict[str, Any]) -> None:
+    """Types (:func:`check_types`, normalising ``cfg`` in place), then the allowed values and ranges."""
+    check_types(cfg)
     t = cfg["train"]
     checks = [
-        (int(t["batch_size"]) > 0, "train.batch_size must be > 0"),
-        (int(t["accumulate"]) >= 1, "train.accumulate must be >= 1"),
+        (t["batch_size"] > 0, f"train.batch_size must be > 0, got {t['batch_size']}"),
+        (t["accumulate"] >= 1, f"train.accumulate must be >= 1, got {t['accumulate']}"),
+        (t["max_steps"] is None or t["max_steps"] >= 1, f"train.max_steps must be >= 1 (or null), got {t['max_steps']}"),
         (t["optimizer"] in ("adam", "sgd", "adamw"), f"train.optimizer must be adam|adamw|sgd, got {t['optimizer']!r}"),
         (t["schedule"] in ("onecycle", "cosine", "constant"), f"train.schedule must be onecycle|cosine|constant, got {t['schedule']!r}"),
         (t["amp"] in ("none", "bf16", "fp16"), f"train.amp must be none|bf16|fp16, got {t['amp']!r}"),
-        (float(t["lr"]) > 0, "train.lr must be > 0"),
+        (t["lr"] > 0, f"train.lr must be > 0, got {t['lr']}"),
         (cfg["distill"]["teacher_mode"] in ("cached", "online"), "distill.teacher_mode must be cached|online"),
     ]
     for ok, msg in checks:

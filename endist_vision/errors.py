@@ -24,6 +24,11 @@ class DatasetError(EndistVisionError):
     exit_code = 3
 
 
+class ResultFileError(EndistVisionError):
+    """Missing, corrupt or foreign evaluation output (``eval.json``, ``uncertainty_map.npz``) given to
+    ``compare`` (names the file)."""
+
+
 class CheckpointError(EndistVisionError):
     """Missing, corrupt or incompatible checkpoint (names the file)."""
 

@@ -5,6 +5,9 @@ histograms ([EnD2] Fig. 4) and rejection curves via :mod:`shared.plots`, and 2-D
 
 from __future__ import annotations
 
+import json
+import math
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from shared.plots import save_figure_atomic  # noqa: E402
+
+from .errors import ConfigError, ResultFileError  # noqa: E402
 
 MAP_TITLES = {"total": "Total Uncertainty", "data": "Data Uncertainty", "mutual_information": "Knowledge Uncertainty"}
 
@@ -91,6 +96,95 @@ def compare_markdown(results: dict[str, dict[str, Any]], title: str = "") -> str
                 vals = [_f(results[l].get("ood", {}).get(o, {}).get(key), 100, 1) for l in labels]
                 out.append(f"| {o if unc == 'T.Unc' else ''} | {unc} | " + " | ".join(vals) + " |")
     return "\n".join(x for x in out if x is not None) + "\n"
+
+
+# ---------------------------------------------------------------- reading evaluation outputs (compare)
+TEST_KEYS = ("error", "prr_confidence", "ece", "nll", "calibrated_nll", "brier")
+MAP_KEYS = ("total", "data", "mutual_information")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_numbers(d: Any, where: str, path: Path, keys: Sequence[str] | None = None) -> None:
+    """``d`` is a mapping whose ``keys`` (default: all) are numbers or null, else :class:`ResultFileError`."""
+    if not isinstance(d, dict):
+        raise ResultFileError(f"{path}: not an endist-vision eval.json ({where} is {type(d).__name__}, expected a mapping)")
+    for k in keys if keys is not None else list(d):
+        v = d.get(k)
+        if v is not None and not _is_number(v):
+            raise ResultFileError(f"{path}: not an endist-vision eval.json ({where}.{k} = {v!r} is not a number)")
+
+
+def read_eval_json(path: Path) -> dict[str, Any]:
+    """An ``endist-vision evaluate`` result, checked for what :func:`compare_markdown` reads: ``test`` with a
+    numeric ``error`` (and numbers or null for the other metrics), optional ``ood`` / ``shift`` mappings.
+
+    Raises:
+        ResultFileError: the file is unreadable, not JSON, or not an ``eval.json`` of endist-vision (one line
+            naming the file)."""
+    try:
+        res = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ResultFileError(f"{path}: cannot read eval.json: {type(e).__name__}: {e}") from e
+    if not isinstance(res, dict) or not isinstance(res.get("test"), dict) or not _is_number(res["test"].get("error")):
+        raise ResultFileError(f"{path}: not an endist-vision eval.json (no numeric test.error; run endist-vision evaluate)")
+    _check_numbers(res["test"], "test", path, TEST_KEYS)
+    for section in ("ood", "shift"):
+        if not isinstance(res.get(section) or {}, dict):
+            raise ResultFileError(f"{path}: not an endist-vision eval.json ({section} is {type(res[section]).__name__}, expected a mapping)")
+    for name, o in (res.get("ood") or {}).items():
+        _check_numbers(o, f"ood.{name}", path, ("total_roc_auc", "knowledge_roc_auc"))
+    for name, r in (res.get("shift") or {}).items():
+        _check_numbers(r.get("mean") if isinstance(r, dict) else r, f"shift.{name}.mean", path)
+    return res
+
+
+def read_uncertainty_map(path: Path) -> dict[str, Any]:
+    """``uncertainty_map.npz`` of a 2-D evaluation: equal-shape 2-D float grids ``total``, ``data``,
+    ``mutual_information`` (may be absent for a single model: then all NaN, drawn blank) and a finite scalar
+    ``extent`` (read with ``allow_pickle=False``: no code runs).
+
+    Raises:
+        ResultFileError: unreadable, not an npz, or keys/shapes not those of an uncertainty map."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ResultFileError(f"{path}: cannot read uncertainty map: {type(e).__name__}: {e}") from e
+    if "mutual_information" not in arrays and "total" in arrays:  # a single model: knowledge uncertainty undefined ("–")
+        arrays["mutual_information"] = np.full(np.shape(arrays["total"]), np.nan)
+    missing = [k for k in (*MAP_KEYS, "extent") if k not in arrays]
+    if missing:
+        raise ResultFileError(f"{path}: not an uncertainty map (missing {', '.join(missing)}; has {', '.join(sorted(arrays)) or 'nothing'})")
+    shape = arrays["total"].shape
+    for k in MAP_KEYS:
+        a = arrays[k]
+        if a.ndim != 2 or a.shape != shape or a.dtype.kind not in "fiu":
+            raise ResultFileError(f"{path}: {k} must be a 2-D numeric grid of the shape of total {shape}, got {a.dtype} {a.shape}")
+    ext = arrays["extent"]
+    if ext.size != 1 or ext.dtype.kind not in "fiu" or not math.isfinite(float(ext.reshape(-1)[0])) or float(ext.reshape(-1)[0]) <= 0:
+        raise ResultFileError(f"{path}: extent must be one finite number > 0, got {ext!r}")
+    return {**{k: arrays[k] for k in MAP_KEYS}, "extent": float(ext.reshape(-1)[0])}
+
+
+def parse_compare_items(items: Sequence[str]) -> dict[str, Path]:
+    """``LABEL=EVAL_DIR`` (or ``LABEL=path/eval.json``) items → ``{label: eval.json path}``; a malformed item or a
+    label given twice is a :class:`ConfigError` naming it, a missing eval.json a :class:`ResultFileError`."""
+    out: dict[str, Path] = {}
+    for item in items:
+        label, sep, d = item.partition("=")
+        if not sep or not label or not d:
+            raise ConfigError(f"compare: expected LABEL=EVAL_DIR, got {item!r}")
+        if label in out:
+            raise ConfigError(f"compare: label {label!r} is given twice ({out[label]} and {d}); labels must be unique")
+        p = Path(d)
+        f = p / "eval.json" if p.is_dir() else p
+        if not f.is_file():
+            raise ResultFileError(f"compare: {label}: no eval.json at {f} (run endist-vision evaluate first)")
+        out[label] = f
+    return out
 
 
 def plot_uncertainty_map(grids: dict[str, np.ndarray], extent: float, path: str | Path, title: str = "",

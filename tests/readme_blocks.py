@@ -11,7 +11,8 @@
     real tool with the README's arguments first and the test's "smoke" arguments (few steps, CPU, tiny sizes) last,
     where argparse / fairseq / ``endist-vision`` overrides let the last value win.
 
-* Commands quoted inline in the README's prose and tables (``scripts/...``, ``make ...``, ``python -m ...``) are
+* Commands quoted inline in the README's prose and tables (``scripts/...``, ``make ...``, ``python -m ...``,
+  ``python scripts/....py``) are
   listed in ``INLINE_TESTS`` with the test file that runs them; ``tests/test_readme.py`` checks that every such
   command is listed and that the file named really invokes it.
 """
@@ -50,14 +51,14 @@ INLINE_TESTS: dict[str, tuple[str, str]] = {
     "torchrun --nproc_per_node": ("tests/vision/test_vision_resume_ddp.py", '"--nproc_per_node=2", bin_path("endist-vision")'),
     "fairseq-generate --compute-uncertainty": ("tests/seq/test_readme_seq.py", "generate_overhead.py"),
     # every recipe's smoke mode writes its stand-in data with it (01_prepare.sh), run by tests/recipes
-    "python -m endist_vision.data.standins": ("scripts/hydra/01_prepare.sh", "python -m endist_vision.data.standins"),
+    "python scripts/lib/standins.py": ("scripts/hydra/01_prepare.sh", 'python "$_RECIPE_LIB/standins.py"'),
     "make bench": ("tests/test_readme_quickstart.py", '"bench"]'),
     "make demo": ("tests/test_readme_quickstart.py", '"demo"]'),
     "make test": (".ci/run", "make test"),
     "make test-gpu": ("Makefile", "test-gpu:"),
 }
 
-_EXECUTABLE = re.compile(r"^(?:[A-Z_]+=\S+ )*(make|python -m|scripts/\S+\.sh|bash|endist-\S+|fairseq-\S+|torchrun|pytest)\b")
+_EXECUTABLE = re.compile(r"^(?:[A-Z_]+=\S+ )*(make|python -m|python scripts/\S+\.py|scripts/\S+\.sh|bash|endist-\S+|fairseq-\S+|torchrun|pytest)\b")
 
 
 def readme_text() -> str:

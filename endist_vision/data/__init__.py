@@ -10,12 +10,12 @@ import numpy as np
 
 from ..errors import DatasetError
 from . import embedded, imagenet, images, mnist  # noqa: F401  (registers the built-in data sets)
-from .base import ArrayDataset, DataBundle, Source, available_datasets, concat, get_loader, register_dataset
+from .base import ArrayDataset, DataBundle, Dataset, Source, available_datasets, concat, get_loader, register_dataset
 from .files import FileDataset
 from .shift import ShiftSet, available_shift_sets, load_shift_sets, register_shift
 
 
-def _split_val(train: Any, val_size: int, seed: int) -> tuple[Any, Any]:
+def _split_val(train: Dataset, val_size: int, seed: int) -> tuple[Dataset, Dataset]:
     """Fixed split (permutation by ``seed``) shared by teachers and students (e.g. 45k/5k on CIFAR)."""
     n = len(train)
     if not 0 < val_size < n:
@@ -66,11 +66,11 @@ def load_dataset(data_cfg: dict[str, Any], *, with_ood: bool = True) -> DataBund
     return bundle
 
 
-def _check_compatible(bundle: DataBundle, ds: Any, flag: str) -> None:
+def _check_compatible(bundle: DataBundle, ds: Dataset, flag: str) -> None:
     a, b = bundle.train.input_shape, ds.input_shape
     if tuple(a) != tuple(b):
         raise DatasetError(f"{flag}: inputs of {ds.name} have shape {tuple(b)} but {bundle.name} has {tuple(a)}")
 
 
-__all__ = ["ArrayDataset", "DataBundle", "FileDataset", "ShiftSet", "Source", "available_datasets", "available_shift_sets", "concat",
+__all__ = ["ArrayDataset", "DataBundle", "Dataset", "FileDataset", "ShiftSet", "Source", "available_datasets", "available_shift_sets", "concat",
            "load_dataset", "load_shift_sets", "register_dataset", "register_shift"]

@@ -1,23 +1,60 @@
-"""Dataset containers and the dataset registry.
+"""The :class:`Dataset` protocol, the in-memory :class:`ArrayDataset`, what loaders return (:class:`Source`)
+and hand to the trainer (:class:`DataBundle`), and the data-set registry.
 
-All inputs are raw: images in [0, 1] (stored as float32 NCHW for the small embedded sets, or uint8 NHWC
-for image folders to save memory; converted per batch), spiral points as float32 ``[N, 2]``.
-Large sets (ImageNet) are :class:`endist_vision.data.files.FileDataset`s instead: the same interface
-(``len``, ``y``, ``name``, ``get``, ``raw``, ``subset``, ``unlabeled``, ``input_shape``), decoded per batch.
-Labels are int64; ``-1`` marks unlabeled inputs (AUX / OOD).
+Every split the trainer and evaluation see is a :class:`Dataset`: either an :class:`ArrayDataset` (decoded up
+front: float32 NCHW in [0, 1] for the small embedded sets, uint8 NHWC for image folders, converted per
+batch; spiral points float32 ``[N, 2]``) or a :class:`endist_vision.data.files.FileDataset` (ImageNet scale:
+file names only, decoded per batch). Labels are int64; ``-1`` marks unlabeled inputs (AUX / OOD).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
 
 from ..errors import DatasetError
+from ..registry import Registry
 from .transforms import to_float_batch
+
+
+Augment = Callable[..., Any]
+"""``augment(batch, per-sample seeds)``; with ``augment.on_pil = True`` it receives PIL images instead."""
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """What the trainer, evaluation and the shift sets use of a data split, whatever its storage."""
+
+    name: str
+    y: torch.Tensor  # int64 labels [N]; -1 = unlabeled
+
+    def __len__(self) -> int: ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input as returned by :meth:`get` (``(C, H, W)`` for images)."""
+        ...
+
+    def get(self, idx: np.ndarray | torch.Tensor, augment: Optional[Augment] = None,
+            seeds: Optional[np.ndarray] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 inputs (images in [0, 1]) and labels of the items ``idx``, augmented if asked."""
+        ...
+
+    def subset(self, idx: np.ndarray, name: str | None = None) -> "Dataset":
+        """The items ``idx`` (same storage)."""
+        ...
+
+    def unlabeled(self, name: str | None = None) -> "Dataset":
+        """The same inputs with every label ``-1`` (AUX / OOD use)."""
+        ...
+
+    def concat(self, other: "Dataset", name: str) -> "Dataset":
+        """Both sets' items (same storage kind, else :class:`DatasetError`)."""
+        ...
 
 
 @dataclass
@@ -83,23 +120,25 @@ class ArrayDataset:
         x = self.x[idx] if self.is_uint8_image else self.x[torch.as_tensor(idx)]
         return ArrayDataset(x, self.y[torch.as_tensor(idx)], name or self.name)
 
+    def concat(self, other: Dataset, name: str) -> "ArrayDataset":
+        """Both sets' inputs; ``other`` must be an ``ArrayDataset`` of the same storage (uint8 or float)."""
+        if not isinstance(other, ArrayDataset) or self.is_uint8_image != other.is_uint8_image:
+            raise DatasetError(f"cannot concatenate {self.name} and {getattr(other, 'name', other)}: different storage")
+        x = np.concatenate([self.x, other.x]) if self.is_uint8_image else torch.cat([self.x, other.x])
+        return ArrayDataset(x, torch.cat([self.y, other.y]), name)
 
-def concat(a: Any, b: Any, name: str) -> Any:
+
+def concat(a: Dataset, b: Dataset, name: str) -> Dataset:
     """Concatenate two data sets of the same storage kind (two ``ArrayDataset``s or two ``FileDataset``s)."""
-    if hasattr(a, "concat"):
-        return a.concat(b, name)
-    if not isinstance(b, ArrayDataset) or a.is_uint8_image != b.is_uint8_image:
-        raise DatasetError(f"cannot concatenate {a.name} and {b.name}: different storage")
-    x = np.concatenate([a.x, b.x]) if a.is_uint8_image else torch.cat([a.x, b.x])
-    return ArrayDataset(x, torch.cat([a.y, b.y]), name)
+    return a.concat(b, name)
 
 
 @dataclass
 class Source:
     """What a dataset loader returns. ``train`` may be None for evaluation-only (OOD) sets."""
 
-    test: ArrayDataset
-    train: Optional[ArrayDataset] = None
+    test: Dataset
+    train: Optional[Dataset] = None
     num_classes: int = 0
     mean: Sequence[float] = (0.0,)
     std: Sequence[float] = (1.0,)
@@ -114,42 +153,39 @@ class DataBundle:
     """Everything the trainer/evaluator needs; splits are fixed by ``data.split_seed``."""
 
     name: str
-    train: ArrayDataset
-    val: ArrayDataset
-    test: ArrayDataset
+    train: Dataset
+    val: Dataset
+    test: Dataset
     num_classes: int
     mean: Sequence[float]
     std: Sequence[float]
     in_channels: int
     input_kind: str
-    aux: Optional[ArrayDataset] = None
-    ood: dict[str, ArrayDataset] = field(default_factory=dict)
+    aux: Optional[Dataset] = None
+    ood: dict[str, Dataset] = field(default_factory=dict)
     image_size: Optional[int] = None
     classes: Optional[list[str]] = None  # class names (e.g. ImageNet wnids) in label order; shift sets map by name
 
 
 Loader = Callable[..., Source]
-_DATASETS: dict[str, Loader] = {}
+DATASETS: Registry[Loader] = Registry("data set")
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Register ``loader(root: str | None, *, flag: str, image_size: int | None) -> Source``."""
-
-    def deco(fn: Loader) -> Loader:
-        _DATASETS[name] = fn
-        return fn
-
-    return deco
+    """Register ``loader(root: str | None, *, flag: str, image_size: int | None) -> Source`` under ``name``
+    (a name taken by another loader raises ``ValueError``)."""
+    return DATASETS.register(name)
 
 
 def available_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def get_loader(name: str, flag: str) -> Loader:
-    if name not in _DATASETS:
+    """The loader registered as ``name`` (:class:`DatasetError` naming ``flag`` and the known names)."""
+    if name not in DATASETS:
         raise DatasetError(f"{flag}: unknown dataset {name!r}; available: {', '.join(available_datasets())}")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def require_dir(root: str | None, flag: str, what: str) -> Path:

@@ -2,8 +2,9 @@
 images are decoded with PIL when a batch is requested — inside the DataLoader workers of the trainer
 (``train.num_workers``) and of evaluation (``eval.num_workers`` / ``evaluate --workers``).
 
-:class:`FileDataset` has the interface of :class:`endist_vision.data.base.ArrayDataset` (``len``, ``y``,
-``name``, ``get(idx, augment, seeds)``, ``raw``, ``subset``, ``unlabeled``, ``input_shape``). Without an
+:class:`FileDataset` implements the :class:`endist_vision.data.base.Dataset` protocol (``len``, ``y``, ``name``,
+``get(idx, augment, seeds)``, ``subset``, ``unlabeled``, ``concat``, ``input_shape``; also ``raw``); files are
+listed and decoded by :mod:`.decode`, the one image decoding path of the package. Without an
 augmentation, images go through the ImageNet eval transform (:class:`.transforms.ImageNetEval`); an
 augmentation with ``on_pil = True`` (``data.augment=imagenet``) receives the decoded PIL images, any other
 augmentation (e.g. ``cifar``) receives the eval-transformed uint8 batch.
@@ -23,26 +24,10 @@ import torch
 from PIL import Image
 
 from ..errors import DatasetError
+from .decode import extensions_text, list_images, open_rgb
 from .transforms import ImageNetEval, to_float_batch
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"})
-
-
-def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def list_images(folder: Path, recursive: bool = False) -> list[str]:
-    """Sorted image file names in ``folder`` (paths relative to it; recursively if asked)."""
-    if not recursive:
-        with os.scandir(folder) as it:
-            return sorted(e.name for e in it if e.is_file() and _is_image(e.name))
-    out = []
-    for d, dirs, files in os.walk(folder):
-        dirs.sort()
-        rel = os.path.relpath(d, folder)
-        out += [os.path.normpath(os.path.join(rel, f)) for f in sorted(files) if _is_image(f)]
-    return out
+__all__ = ["FileDataset", "scan_class_folders"]
 
 
 def scan_class_folders(root: Path, flag: str, what: str) -> tuple[list[str], list[str], np.ndarray]:
@@ -60,7 +45,7 @@ def scan_class_folders(root: Path, flag: str, what: str) -> tuple[list[str], lis
     for c, name in enumerate(classes):
         imgs = list_images(root / name)
         if not imgs:
-            raise DatasetError(f"{flag}: class folder {root / name} has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) ({what})")
+            raise DatasetError(f"{flag}: class folder {root / name} has no image files ({extensions_text()}) ({what})")
         files += [f"{name}/{f}" for f in imgs]
         labels.append(np.full(len(imgs), c, dtype=np.int64))
     return classes, files, np.concatenate(labels)
@@ -101,12 +86,7 @@ class FileDataset:
 
     def open(self, i: int) -> Image.Image:
         """Decode image ``i`` as RGB (:class:`DatasetError` naming the file if it cannot be read)."""
-        p = self.path(i)
-        try:
-            with Image.open(p) as im:
-                return im.convert("RGB")
-        except Exception as e:  # noqa: BLE001 - any decoding failure is a malformed data set
-            raise DatasetError(f"{self.flag}: cannot read image {p}: {type(e).__name__}: {e}") from e
+        return open_rgb(self.path(i), self.flag)
 
     def raw(self, idx: np.ndarray | torch.Tensor) -> np.ndarray:
         """uint8 ``[B, size, size, 3]`` after the eval transform."""

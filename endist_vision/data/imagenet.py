@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import DatasetError
 from .base import Source, register_dataset, require_dir
-from .files import FileDataset, list_images, scan_class_folders
+from .decode import list_images
+from .files import FileDataset, scan_class_folders
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEFAULT_SIZE = 224

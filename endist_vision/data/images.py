@@ -1,11 +1,11 @@
 """Real image data sets read from user-given local directories (never downloaded):
 CIFAR-10/100 (the standard python-pickle folders), SVHN (``train_32x32.mat`` / ``test_32x32.mat``),
 TinyImageNet (standard ``tiny-imagenet-200`` layout) and any ``ImageFolder`` tree (LSUN etc.) as OOD.
-Images are kept as uint8 ``[N, H, W, C]`` and converted per batch."""
+Images are kept as uint8 ``[N, H, W, C]`` and converted per batch. CIFAR batches are unpickled by
+:mod:`.cifar_pickle` (numpy arrays only, no code runs); image files are decoded by :mod:`.decode`."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,8 @@ import torch
 
 from ..errors import DatasetError
 from .base import ArrayDataset, Source, register_dataset, require_dir, require_file
+from .cifar_pickle import load_cifar_batch
+from .decode import extensions_text, list_images, read_images
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -20,22 +22,23 @@ TIM_MEAN, TIM_STD = (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)
 SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
 
 
-def _unpickle(path: Path, flag: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a malformed data set
-        raise DatasetError(f"{flag}: cannot read CIFAR pickle {path}: {type(e).__name__}: {e}") from e
-
-
 def _cifar_part(path: Path, label_key: bytes, flag: str) -> tuple[np.ndarray, np.ndarray]:
-    d = _unpickle(path, flag)
+    """uint8 ``[N, 32, 32, 3]`` images and int64 labels of one CIFAR batch file (read without running code)."""
+    d = load_cifar_batch(path, flag)
     if b"data" not in d or label_key not in d:
-        raise DatasetError(f"{flag}: {path} is not a CIFAR batch (keys {sorted(k.decode() for k in d)})")
-    x = np.asarray(d[b"data"], dtype=np.uint8)
+        raise DatasetError(f"{flag}: {path} is not a CIFAR batch (keys {sorted(k.decode(errors='replace') for k in d)})")
+    x = d[b"data"]
     if x.ndim != 2 or x.shape[1] != 3072:
         raise DatasetError(f"{flag}: {path}: expected data of shape [N, 3072], got {x.shape}")
-    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), np.asarray(d[label_key], dtype=np.int64)
+    if len(x) == 0:
+        raise DatasetError(f"{flag}: {path} holds no images (data has shape {x.shape})")
+    try:
+        y = np.asarray(d[label_key], dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"{flag}: {path}: {label_key.decode()} must be a list of ints ({e})") from e
+    if len(y) != len(x):
+        raise DatasetError(f"{flag}: {path}: {len(x)} images but {len(y)} {label_key.decode()}")
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), y
 
 
 def _cifar(root: str | None, flag: str, train_files: list[str], test_file: str, label_key: bytes, k: int, mean, std, name: str) -> Source:
@@ -84,25 +87,6 @@ def svhn(root: str | None, *, flag: str = "data.root", image_size: int | None = 
     return Source(test=part("test_32x32.mat"), train=train, num_classes=10, mean=SVHN_MEAN, std=SVHN_STD, in_channels=3, image_size=32)
 
 
-def _read_images(paths: list[Path], size: int | None, flag: str) -> np.ndarray:
-    from PIL import Image
-
-    out = []
-    for f in paths:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("RGB")
-                if size is not None and im.size != (size, size):
-                    im = im.resize((size, size), Image.BILINEAR)
-                out.append(np.asarray(im, dtype=np.uint8))
-        except Exception as e:  # noqa: BLE001
-            raise DatasetError(f"{flag}: cannot read image {f}: {type(e).__name__}: {e}") from e
-    return np.stack(out)
-
-
-_IMG_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
-
-
 @register_dataset("tinyimagenet")
 def tinyimagenet(root: str | None, *, flag: str = "data.root", image_size: int | None = None) -> Source:
     """``tiny-imagenet-200``: ``wnids.txt``, ``train/<wnid>/images/*.JPEG``, ``val/images`` +
@@ -115,7 +99,7 @@ def tinyimagenet(root: str | None, *, flag: str = "data.root", image_size: int |
         d = p / "train" / w / "images"
         if not d.is_dir():
             raise DatasetError(f"{flag}: missing TinyImageNet training folder {d}")
-        files = sorted(f for f in d.iterdir() if f.suffix.lower() in _IMG_EXT)
+        files = [d / f for f in list_images(d)]
         tr_paths += files
         tr_y += [index[w]] * len(files)
     ann = require_file(p / "val" / "val_annotations.txt", flag, "TinyImageNet val labels")
@@ -128,8 +112,8 @@ def tinyimagenet(root: str | None, *, flag: str = "data.root", image_size: int |
         te_y.append(index[cols[1]])
     size = image_size or 64
     return Source(
-        test=ArrayDataset(_read_images(te_paths, size, flag), torch.tensor(te_y), "tinyimagenet_test"),
-        train=ArrayDataset(_read_images(tr_paths, size, flag), torch.tensor(tr_y), "tinyimagenet_train"),
+        test=ArrayDataset(read_images(te_paths, size, flag), torch.tensor(te_y), "tinyimagenet_test"),
+        train=ArrayDataset(read_images(tr_paths, size, flag), torch.tensor(tr_y), "tinyimagenet_train"),
         num_classes=len(wnids), mean=TIM_MEAN, std=TIM_STD, in_channels=3, image_size=size,
     )
 
@@ -139,8 +123,8 @@ def imagefolder(root: str | None, *, flag: str = "data.root", image_size: int | 
     """Any folder of images (recursively; e.g. LSUN test crops) used as an unlabeled OOD set,
     resized to the in-domain ``image_size``."""
     p = require_dir(root, flag, "image folder")
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in _IMG_EXT)
+    files = [p / f for f in list_images(p, recursive=True)]
     if not files:
-        raise DatasetError(f"{flag}={root}: no image files ({', '.join(sorted(_IMG_EXT))}) found")
-    x = _read_images(files, image_size, flag)
+        raise DatasetError(f"{flag}={root}: no image files ({extensions_text()}) found")
+    x = read_images(files, image_size, flag)
     return Source(test=ArrayDataset(x, torch.full((len(x),), -1, dtype=torch.long), p.name), image_size=image_size)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
+from ..registry import Registry
 from .base import ArrayDataset, DataBundle, require_dir
 from .files import FileDataset, scan_class_folders
 
@@ -45,21 +46,17 @@ class ShiftSet:
 
 
 ShiftLoader = Callable[..., ShiftSet]
-_SHIFTS: dict[str, ShiftLoader] = {}
+SHIFTS: Registry[ShiftLoader] = Registry("shift set")
 
 
 def register_shift(name: str) -> Callable[[ShiftLoader], ShiftLoader]:
-    """Register ``loader(root, *, flag, label, bundle: DataBundle) -> ShiftSet``."""
-
-    def deco(fn: ShiftLoader) -> ShiftLoader:
-        _SHIFTS[name] = fn
-        return fn
-
-    return deco
+    """Register ``loader(root, *, flag, label, bundle: DataBundle) -> ShiftSet`` under ``name`` (a name
+    taken by another loader raises ``ValueError``)."""
+    return SHIFTS.register(name)
 
 
 def available_shift_sets() -> list[str]:
-    return sorted(_SHIFTS)
+    return SHIFTS.names()
 
 
 # ---------------------------------------------------------------- specs
@@ -84,16 +81,16 @@ def load_shift_sets(items: list[Any], bundle: DataBundle, max_per_set: int | Non
     for i, item in enumerate(items or []):
         f = f"{flag}[{i}]"
         spec = parse_shift_spec(item, f)
-        if spec["dataset"] not in _SHIFTS:
+        if spec["dataset"] not in SHIFTS:
             raise DatasetError(f"{f}: unknown shift data set {spec['dataset']!r}; available: {', '.join(available_shift_sets())}")
         if spec["label"] in out:
             raise DatasetError(f"{f}: shift set name {spec['label']!r} is used twice")
-        s = _SHIFTS[spec["dataset"]](spec["root"], flag=f"{f} ({spec['label']}={spec['dataset']}:ROOT)", label=spec["label"], bundle=bundle)
+        s = SHIFTS.get(spec["dataset"])(spec["root"], flag=f"{f} ({spec['label']}={spec['dataset']}:ROOT)", label=spec["label"], bundle=bundle)
         cap = spec["max_per_set"] if spec["max_per_set"] is not None else max_per_set
         if cap is not None:
-            if int(cap) < 1:
-                raise DatasetError(f"{f}: max_per_set must be >= 1, got {cap}")
-            s.subsets = {k: subsample(ds, int(cap), f"{s.dataset}/{k}") for k, ds in s.subsets.items()}
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise DatasetError(f"{f}: max_per_set must be an integer >= 1, got {cap!r}")
+            s.subsets = {k: subsample(ds, cap, f"{s.dataset}/{k}") for k, ds in s.subsets.items()}
         out[spec["label"]] = s
     return out
 
@@ -197,7 +194,7 @@ def _cifar_c(root: str | None, flag: str, label: str, bundle: DataBundle, k: int
     if not files:
         raise DatasetError(f"{flag}: {p} has no <corruption>.npy files ({what})")
     try:
-        labels = np.load(lab_f).astype(np.int64).reshape(-1)
+        labels = np.load(lab_f, allow_pickle=False).astype(np.int64).reshape(-1)
     except (OSError, ValueError) as e:
         raise DatasetError(f"{flag}: cannot read {lab_f}: {e}") from e
     if len(labels) % 5 or len(labels) == 0:
@@ -208,7 +205,7 @@ def _cifar_c(root: str | None, flag: str, label: str, bundle: DataBundle, k: int
     subsets: dict[str, Any] = {}
     for f in files:
         try:
-            x = np.load(f, mmap_mode="r")
+            x = np.load(f, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as e:
             raise DatasetError(f"{flag}: cannot read {f}: {e}") from e
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[0] != len(labels) or x.shape[3] != 3:

@@ -4,7 +4,7 @@ source "$(dirname "$0")/../lib/recipe_common.sh"
 source "$(dirname "$0")/_common.sh"
 step "prepare: data"
 if [[ "$SMOKE" == 1 ]]; then
-  python -m endist_vision.data.standins "$DATA_DIR" --only "${STANDINS[@]}" --per-class 6 >/dev/null
+  python "$_RECIPE_LIB/standins.py" "$DATA_DIR" --only "${STANDINS[@]}" --per-class 6 >/dev/null
   echo "smoke: digits stand-ins (${STANDINS[*]}) under $DATA_DIR"
 fi
 for s in "${SETTINGS[@]}"; do

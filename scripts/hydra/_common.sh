@@ -1,7 +1,7 @@
 # Sourced by every step after scripts/lib/recipe_common.sh: the settings of [Hydra] Tables 2 and 3.
 # SETTINGS entries: TABLE|NAME|CONFIG_PREFIX|DATA_SUBDIR|EVAL OOD (evaluate --ood specs, space separated; "-": none)
 # In smoke mode DATA_DIR is OUT_DIR/standins: digits written in the real MNIST / CIFAR-10 layouts
-# (python -m endist_vision.data.standins), so the real loaders run.
+# (python scripts/lib/standins.py), so the real loaders run.
 SMOKE_EXTRA=(train.max_steps=2 train.batch_size=16 train.amp=none train.num_workers=0 train.progress=false data.val_size=20)
 if [[ "$SMOKE" == 1 ]]; then
   export DATA_DIR="$OUT_DIR/standins"

@@ -10,7 +10,7 @@
 #   TEACHER_COL  compare column label of the teacher, "%s" = its size (default "DE-%s")
 #   EXTRA      overrides appended to every `train` (smoke: tiny model, 2 steps)
 #   OOD        evaluate --ood specs (may be empty); OOD_FOR: the settings that get them (default: all)
-#   STANDINS   smoke mode: the stand-in sets `python -m endist_vision.data.standins` writes into DATA_DIR
+#   STANDINS   smoke mode: the stand-in sets `python scripts/lib/standins.py` writes into DATA_DIR
 # In smoke mode DATA_DIR is OUT_DIR/standins, filled by de_prepare with digits in the real on-disk layouts,
 # so the real loaders (cifar10/100, cifar10_c/100_c, imagenet) run.
 if [[ "$SMOKE" == 1 ]]; then export DATA_DIR="$OUT_DIR/standins"; fi
@@ -45,7 +45,7 @@ shift_args() {
 de_prepare() {
   step "prepare: data"
   if [[ "$SMOKE" == 1 ]]; then
-    python -m endist_vision.data.standins "$DATA_DIR" --only "${STANDINS[@]}" --per-class "${STANDIN_PER_CLASS:-6}" >/dev/null
+    python "$_RECIPE_LIB/standins.py" "$DATA_DIR" --only "${STANDINS[@]}" --per-class "${STANDIN_PER_CLASS:-6}" >/dev/null
     echo "smoke: digits stand-ins (${STANDINS[*]}) under $DATA_DIR"
   fi
   local s

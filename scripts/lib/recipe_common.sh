@@ -9,7 +9,7 @@
 # and the functions step, die, require_data, vision_train, vision / vision_flush (smoke: one queued Python process)
 # and run_steps (a run_all.sh). Shared by several recipes beside this file: de_recipe.sh (the [LatentBE] / [BE]
 # step bodies), eval_table.py (paper-layout tables from eval.json / metrics.json), inference_runtime.py (ms/img),
-# vision_batch.py (the smoke queue runner).
+# vision_batch.py (the smoke queue runner), standins.py (smoke data in the real on-disk layouts).
 set -euo pipefail
 for _arg in "$@"; do
   if [[ "$_arg" == "--smoke" ]]; then SMOKE=1; fi

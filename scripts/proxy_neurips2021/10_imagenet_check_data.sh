@@ -4,7 +4,7 @@
 source "$(dirname "$0")/../lib/recipe_common.sh"
 source "$(dirname "$0")/_imagenet_common.sh"
 if [[ "$SMOKE" == 1 ]]; then
-  python -m endist_vision.data.standins "$DATA_DIR" --only imagenet imagenet-a imagenet-c imagenet-r imagenet-o --per-class 6 >/dev/null
+  python "$_RECIPE_LIB/standins.py" "$DATA_DIR" --only imagenet imagenet-a imagenet-c imagenet-r imagenet-o --per-class 6 >/dev/null
   step "smoke: digits stand-ins under $DATA_DIR"
 fi
 require_data imagenet/train

@@ -5,7 +5,7 @@
 #                    sample, the same for every model; applies to ImageNet-A/R and to each ImageNet-C corruption/severity)
 #   EVAL_WORKERS     decoding workers of evaluate (default: the configs' eval.num_workers)
 # Smoke mode: DATA_DIR is OUT_DIR/standins, digits written in the real ImageNet / -A / -C / -R / -O layouts
-# (python -m endist_vision.data.standins), so the real loaders run.
+# (python scripts/lib/standins.py), so the real loaders run.
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 IM_OUT="$OUT_DIR/imagenet"   # created by the first run (nothing is written before the data checks)
 CFG=proxy_imagenet_resnet50

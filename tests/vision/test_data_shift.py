@@ -1,5 +1,5 @@
 """Lazily decoded ImageNet, labelled shift sets (ImageNet-A/R/C, CIFAR-10-C), MNIST IDX and their errors,
-read from the stand-ins of ``endist_vision.data.standins`` (real on-disk layouts). Expected labels are
+read from the stand-ins of ``scripts/lib/standins.py`` (real on-disk layouts). Expected labels are
 derived from the written files (folder names, .npy contents, IDX bytes), never from the loaders."""
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from data_helpers import standins
 from vision_helpers import run_cli
 
 from endist_vision.data import FileDataset, ShiftSet, load_dataset, load_shift_sets
 from endist_vision.data.augment import build_augment
-from endist_vision.data.standins import A_WNIDS, CORRUPTIONS, R_WNIDS, write_standins
 from endist_vision.errors import DatasetError
 from endist_vision.evaluation import evaluate_shift
+
+A_WNIDS, CORRUPTIONS, R_WNIDS, write_standins = standins.A_WNIDS, standins.CORRUPTIONS, standins.R_WNIDS, standins.write_standins
 
 SIZE = 24
 
@@ -172,9 +174,7 @@ def _idx_labels(path: Path) -> list[int]:
 
 
 def test_mnist_both_layouts(sd: Path, tmp_path: Path) -> None:
-    from endist_vision.data.standins import write_mnist
-
-    write_mnist(tmp_path / "raw", per_class=3, raw_layout=True)
+    standins.write_mnist(tmp_path / "raw", per_class=3, raw_layout=True)
     for root, lab in ((sd / "mnist", sd / "mnist" / "t10k-labels-idx1-ubyte.gz"),
                       (tmp_path / "raw", tmp_path / "raw" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte")):
         b = load_dataset({"name": "mnist", "root": str(root), "val_size": 5})

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_helpers import standins
 from vision_helpers import FAST, bin_path, ok, read_eval, run_cli
 
-from endist_vision.data.standins import write_standins
 from endist_vision.trainer import DEBUG_EXIT_ENV
 
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("standins_cli")
-    write_standins(out, ["imagenet", "imagenet-a", "imagenet-c", "imagenet-o", "cifar10", "cifar10-c"], per_class=4)
+    standins.write_standins(out, ["imagenet", "imagenet-a", "imagenet-c", "imagenet-o", "cifar10", "cifar10-c"], per_class=4)
     return out
 
 

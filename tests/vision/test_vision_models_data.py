@@ -97,7 +97,7 @@ def _write_cifar(root: Path, n: int = 20, k: int = 10, bad_label: bool = False) 
     root.mkdir()
     g = np.random.default_rng(0)
     for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        labels = list(g.integers(0, k, n))
+        labels = [int(v) for v in g.integers(0, k, n)]  # Python ints, as in the real files
         if bad_label and f == "test_batch":
             labels[0] = k + 5
         with open(root / f, "wb") as fh:

@@ -3,8 +3,9 @@ smoke runs and tests exercise the real loaders (ImageNet, ImageNet-A/R/C/O, CIFA
 versions, MNIST) without the real data. Classes are the 10 digits; fake wnids ``n00000000`` … ``n00000009``.
 The digits' fixed train/test split (:func:`endist_vision.data.embedded._digits_split`) gives the training
 images (ImageNet train, CIFAR train batches, MNIST train) and the test images (everything else).
+Test and recipe tooling, not part of the installed package:
 
-    python -m endist_vision.data.standins OUT [--only NAME ...] [--per-class N]
+    python scripts/lib/standins.py OUT [--only NAME ...] [--per-class N]
 
 writes (``--only`` picks a subset of the names in brackets)::
 
@@ -13,7 +14,8 @@ writes (``--only`` picks a subset of the names in brackets)::
     OUT/imagenet-r/<wnid>/*.jpg                                [imagenet-r] 6 wnids (R_WNIDS), inverted + tinted "renditions"
     OUT/imagenet-c/<corruption>/<1..5>/<wnid>/*.JPEG           [imagenet-c] gaussian_noise, contrast × severities 1–5
     OUT/imagenet-o/<wnid>/*.JPEG                               [imagenet-o] pixel-shuffled digits, 2 unseen wnids
-    OUT/cifar-10-batches-py/{data_batch_1..5,test_batch}       [cifar10]    digits upsampled ×4 to 32×32×3
+    OUT/cifar-10-batches-py/{data_batch_1..5,test_batch}       [cifar10]    digits upsampled ×4 to 32×32×3, pickled as
+                                                                            Python 2's cPickle wrote the real files
     OUT/cifar-100-python/{train,test}                          [cifar100]   same images (labels 0–9 of 100 classes)
     OUT/cifar-10-c/{gaussian_noise,contrast}.npy, labels.npy   [cifar10-c]  [5·n, 32, 32, 3] uint8, severity blocks of n
     OUT/cifar-100-c/...                                        [cifar100-c] same
@@ -27,14 +29,17 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import pickle
 import struct
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
+
+from endist_vision.data.embedded import _digits, _digits_split
 
 WNIDS = [f"n{c:08d}" for c in range(10)]
 A_WNIDS = [WNIDS[c] for c in (0, 2, 3, 5, 7, 9)]
@@ -47,8 +52,6 @@ NAMES = ("imagenet", "imagenet-a", "imagenet-r", "imagenet-c", "imagenet-o", "ci
 # ---------------------------------------------------------------- source images
 def digits_split(per_class: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train": (images uint8 [N, 8, 8] in 0..255, labels), "test": (...)}`` (at most ``per_class`` per class)."""
-    from .embedded import _digits, _digits_split
-
     x, y = _digits()
     imgs = np.clip(np.rint(x[:, 0].numpy() * 255), 0, 255).astype(np.uint8)
     out = {}
@@ -154,17 +157,54 @@ def cifar_images(x: np.ndarray) -> np.ndarray:
     return np.repeat(upsample(x, 4)[..., None], 3, axis=-1)
 
 
+class Py2CPickler(pickle._Pickler):
+    """Pickles like Python 2's ``cPickle`` (protocol 2) wrote the real CIFAR batches: every ``str`` and ``bytes``
+    as a Python 2 ``str`` (``SHORT_BINSTRING`` / ``BINSTRING``, read back as ``bytes`` with
+    ``encoding="bytes"``) and numpy arrays through ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``,
+    ``numpy.dtype``, the only globals of a real file."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj: str | bytes) -> None:
+        b = obj.encode("latin-1") if isinstance(obj, str) else obj
+        head = pickle.SHORT_BINSTRING + bytes([len(b)]) if len(b) < 256 else pickle.BINSTRING + struct.pack("<i", len(b))
+        self.write(head + b)
+        self.memoize(obj)
+
+    dispatch[str] = save_py2_str
+    dispatch[bytes] = save_py2_str
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        if getattr(obj, "__name__", None) == "_reconstruct":  # numpy 2 names it numpy._core.multiarray
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+def py2_cpickle(obj: Any) -> bytes:
+    """``obj`` pickled by :class:`Py2CPickler`."""
+    buf = io.BytesIO()
+    Py2CPickler(buf, 2).dump(obj)
+    return buf.getvalue()
+
+
 def write_cifar(out: Path, per_class: int | None = None, hundred: bool = False) -> Path:
-    """CIFAR python-pickle folder: ``data_batch_1..5`` + ``test_batch`` (CIFAR-10) or ``train`` + ``test``
-    (CIFAR-100, ``fine_labels``); rows are CHW-flattened uint8 as in the real files."""
+    """CIFAR python-pickle folder: ``data_batch_1..5`` + ``test_batch`` (CIFAR-10: ``labels``) or ``train`` +
+    ``test`` (CIFAR-100: ``fine_labels``, ``coarse_labels`` = fine // 20); rows are CHW-flattened uint8 and
+    the dicts hold the keys of the real files (``batch_label``, ``filenames``), pickled by :func:`py2_cpickle`."""
     src = digits_split(per_class)
     out.mkdir(parents=True, exist_ok=True)
-    key = b"fine_labels" if hundred else b"labels"
 
     def dump(name: str, x: np.ndarray, y: np.ndarray) -> None:
-        rows = cifar_images(x).transpose(0, 3, 1, 2).reshape(len(x), -1)
-        with open(out / name, "wb") as f:
-            pickle.dump({b"data": rows, key: [int(v) for v in y]}, f)
+        labels = [int(v) for v in y]
+        d: dict[bytes, Any] = {b"batch_label": f"{name} (digits stand-in)", b"data": cifar_images(x).transpose(0, 3, 1, 2).reshape(len(x), -1),
+                               b"filenames": [f"digit_{i:05d}.png" for i in range(len(x))]}
+        if hundred:
+            d.update({b"fine_labels": labels, b"coarse_labels": [v // 20 for v in labels]})
+        else:
+            d[b"labels"] = labels
+        (out / name).write_bytes(py2_cpickle(d))
 
     xtr, ytr = src["train"]
     if hundred:
@@ -232,7 +272,7 @@ def write_standins(out: str | Path, only: Sequence[str] | None = None, per_class
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m endist_vision.data.standins", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python scripts/lib/standins.py", description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="output folder (sub-folders per data set)")
     p.add_argument("--only", nargs="+", choices=NAMES, help="write only these stand-ins")
     p.add_argument("--per-class", type=int, default=None, help="at most N images per class and split")
