@@ -22,12 +22,28 @@ import torch
 from torch import nn
 
 from endist_vision.errors import ConfigError
-from endist_vision.multimember.aekd import aekd_loss
-from endist_vision.multimember.method_utils import differentiable_teacher, teacher_member_count
-from endist_vision.multimember.perturbations import PERTURBATIONS, perturb
-from shared.losses import ensemble_kd_loss, hydra_loss
+from endist_vision.perturbations import PERTURBATIONS, perturb
+from endist_vision.teacher import differentiable_teacher
+from shared.losses import aekd_loss, ensemble_kd_loss, hydra_loss
 
 from .base import Method
+
+
+def teacher_member_count(cfg: dict[str, Any]) -> int:
+    from pathlib import Path
+
+    from endist_vision.checkpoint import load_checkpoint
+
+    d = cfg.get("distill") or {}
+    if d.get("teacher_members"):
+        return int(d["teacher_members"])
+    spec = d.get("teacher")
+    if not spec:
+        raise ConfigError("distill.teacher is required for this method (a finished ensemble run directory)")
+    total = 0
+    for run in [spec] if isinstance(spec, str) else list(spec):
+        total += int(load_checkpoint(Path(run) / "checkpoints" / "final.pt")["meta"].get("num_members", 1))
+    return total
 
 PERTURBATION_DEFAULTS: dict[str, Any] = {
     "perturbation": "none",

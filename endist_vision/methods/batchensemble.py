@@ -18,8 +18,8 @@ from typing import Any, Callable
 from torch import nn
 
 from endist_vision.errors import ConfigError
-from endist_vision.multimember.batchensemble import BatchEnsembleNet, split_fast_parameters
-from endist_vision.multimember.method_utils import raw_net, wrap_like
+from endist_vision.models import BatchEnsembleNet, raw_net, wrap_like
+from endist_vision.models.layers import split_fast_parameters
 
 from ._multimember import PERTURBATION_DEFAULTS, MultiMemberMethod, check_aekd_cap
 

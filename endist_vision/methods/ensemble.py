@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.ensemble import build_ensemble
+from ..models import build_ensemble
 from . import Method, register_method
 
 

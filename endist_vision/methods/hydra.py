@@ -17,8 +17,7 @@ from typing import Callable
 from torch import nn
 
 from endist_vision.errors import ConfigError
-from endist_vision.multimember.hydra import HydraNet
-from endist_vision.multimember.method_utils import raw_net, wrap_like
+from endist_vision.models import HydraNet, raw_net, wrap_like
 
 from ._multimember import PERTURBATION_DEFAULTS, MultiMemberMethod
 

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from endist_vision.multimember.latentbe import merge_to_single, recalibrate_batchnorm
+from endist_vision.models.wrappers.latentbe import merge_to_single, recalibrate_batchnorm
 
 from . import register_method
 from .batchensemble import BE_DEFAULTS, BatchEnsemble

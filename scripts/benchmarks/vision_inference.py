@@ -35,9 +35,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from endist_vision.models import build_ensemble, create_model  # noqa: E402
-from endist_vision.multimember.batchensemble import BatchEnsembleNet, be_layers  # noqa: E402
-from endist_vision.multimember.hydra import HydraNet  # noqa: E402
-from endist_vision.multimember.latentbe import latentbe_student, merge_to_single  # noqa: E402
+from endist_vision.models import BatchEnsembleNet  # noqa: E402
+from endist_vision.models.layers import be_layers  # noqa: E402
+from endist_vision.models.wrappers.hydra import HydraNet  # noqa: E402
+from endist_vision.models.wrappers.latentbe import latentbe_student, merge_to_single  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from endist_vision.checkpoint import load_run_model
-from endist_vision.multimember.batchensemble import BatchEnsembleNet, be_layers, replace_with_plain
+from endist_vision.models import BatchEnsembleNet
+from endist_vision.models.layers import be_layers, replace_with_plain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from vision_inference import images_per_second  # noqa: E402

@@ -1,4 +1,4 @@
-"""Ensembles as multi-member models: ``forward(x) -> [B, M, K]`` (all members on the same input) and
+"""Ensembles (deep ensembles of independent members) as multi-member models: ``forward(x) -> [B, M, K]`` (all members on the same input) and
 ``forward_members(xs[M, B, ...]) -> [B, M, K]`` (member m on its own batch ``xs[m]``: independent
 shuffles when training an ensemble in one loop).
 
