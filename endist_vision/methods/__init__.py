@@ -20,7 +20,7 @@ from typing import Callable
 
 from endist_vision.registry import Registry
 
-from .base import Method
+from .base import Method, resolved_run_config
 
 METHODS: Registry[type[Method]] = Registry("method")
 
@@ -65,4 +65,4 @@ for _info in pkgutil.iter_modules(__path__):
         _IMPORT_ERRORS[f"{__name__}.{_info.name}"] = f"{type(_e).__name__}: {_e}"
         warnings.warn(f"endist_vision: method module {_info.name!r} failed to import ({type(_e).__name__}: {_e})", stacklevel=1)
 
-__all__ = ["Method", "register_method", "get_method", "available_methods"]
+__all__ = ["Method", "register_method", "get_method", "available_methods", "resolved_run_config"]
