@@ -88,8 +88,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .errors import CheckpointError
     from .evaluation import evaluate_shift, evaluate_summaries, predict, summarize
     from .io_utils import atomic_write_json, atomic_write_text
-    from .report import grid_points, plot_uncertainty_map, single_run_markdown
     from .methods import get_method
+    from .report import grid_points, plot_uncertainty_map, single_run_markdown
     from .teacher import TeacherEnsemble, load_teacher
 
     run = Path(a.run)

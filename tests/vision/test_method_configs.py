@@ -16,7 +16,8 @@ import yaml
 from endist_vision.checkpoint import load_checkpoint, load_run_model
 from endist_vision.cli import main
 from endist_vision.errors import ConfigError
-from endist_vision.methods import get_method, resolved_run_config
+from endist_vision.methods import get_method, register_method, resolved_run_config
+from endist_vision.methods.individual import Individual
 
 
 def _cfg(method: str, **args: object) -> dict:
@@ -98,3 +99,17 @@ def test_evaluation_rebuilds_the_student_without_its_teacher(tmp_path: Path) -> 
     model, meta, cfg = load_run_model(run)
     assert meta["num_members"] == 2 and cfg["method_args"]["members"] == 2
     assert json.loads((run / "metrics.json").read_text())["method"] == "hydra"
+
+
+@register_method("test_plugin_ce")
+class _PluginCE(Individual):
+    """A teacher-free plug-in method that is not one of the built-in names."""
+
+
+def test_evaluate_asks_the_method_whether_it_has_a_teacher(tmp_path: Path) -> None:
+    run = tmp_path / "plugin"
+    assert main(["train", "--config", "digits_individual", "--out", str(run), "method=test_plugin_ce", "train.max_steps=3",
+                 "train.progress=false", "train.batch_size=32", "model.kwargs={width: 4, hidden: 8}",
+                 f"distill.teacher={tmp_path / 'no_such_run'}"]) == 0
+    assert main(["evaluate", "--run", str(run)]) == 0  # a stale distill.teacher is ignored: needs_teacher is False
+    assert json.loads((run / "eval" / "eval.json").read_text())["method"] == "test_plugin_ce"
