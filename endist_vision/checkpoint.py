@@ -76,11 +76,14 @@ def build_model_from_meta(cfg: dict[str, Any], meta: dict[str, Any]) -> nn.Modul
 
 def load_run_model(run_dir: str | Path, flag: str = "--run", which: str = "final") -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """(model in eval mode on CPU, meta, config) of a finished run."""
+    from .methods import resolved_run_config
+
     cfg = read_run_config(run_dir, flag)
     ck_path = Path(run_dir) / "checkpoints" / f"{which}.pt"
     if not ck_path.is_file():
         raise CheckpointError(f"{flag} {run_dir}: no {which} checkpoint {ck_path} (training not finished?)")
     ck = load_checkpoint(ck_path)
+    cfg = resolved_run_config(cfg, ck["meta"])  # method_args as trained (e.g. members resolved from the teacher)
     model = build_model_from_meta(cfg, ck["meta"])
     try:
         model.load_state_dict(ck["model"])

@@ -88,6 +88,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from .errors import CheckpointError
     from .evaluation import evaluate_shift, evaluate_summaries, predict, summarize
     from .io_utils import atomic_write_json, atomic_write_text
+    from .methods import get_method
     from .report import grid_points, plot_uncertainty_map, single_run_markdown
     from .teacher import TeacherEnsemble, load_teacher
 
@@ -119,7 +120,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     nw = int(nw if nw is not None else cfg.get("train", {}).get("num_workers", 0) or 0)
     sets = {"val": data.val, "test": data.test, **data.ood}
     summ = {k: summarize(predict(model, ds, dev, bs, nw), meta) for k, ds in sets.items()}
-    teacher_spec = a.teacher or (cfg["distill"].get("teacher") if cfg["method"] not in ("individual", "ensemble") else None)
+    teacher_spec = a.teacher or (cfg["distill"].get("teacher") if get_method(cfg["method"]).needs_teacher else None)
     teacher_summ = None
     if teacher_spec:
         dcfg = {"teacher": teacher_spec, "teacher_members": a.teacher_members or cfg["distill"].get("teacher_members")}

@@ -7,7 +7,7 @@ student's batch."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -30,19 +30,28 @@ class TeacherEnsemble(nn.Module):
     def train(self, mode: bool = True) -> "TeacherEnsemble":  # teachers stay in eval mode
         return super().train(False)
 
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for m in self.models:
-            o = m(x)
-            outs.append(o.unsqueeze(1) if o.dim() == 2 else o)
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Members' logits ``[B, M, K]`` (concatenated along M, first ``members`` kept), with gradients
+        w.r.t. ``x`` (the parameters are frozen)."""
+        outs = [o.unsqueeze(1) if o.dim() == 2 else o for o in (m(x) for m in self.models)]
         out = torch.cat(outs, dim=1)
         return out[:, : self.members] if self.members else out
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher targets: :meth:`logits` without gradients."""
+        return self.logits(x)
 
     @property
     def num_members(self) -> int:
         with torch.no_grad():
             return sum(getattr(m, "num_members", 1) for m in self.models) if not self.members else int(self.members)
+
+
+def differentiable_teacher(teacher: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x → [B, M, K]`` teacher logits *with* gradients w.r.t. ``x`` (for input-gradient perturbations):
+    :meth:`TeacherEnsemble.logits` for a teacher ensemble, any other module as it is."""
+    return teacher.logits if isinstance(teacher, TeacherEnsemble) else teacher
 
 
 def load_teacher(distill_cfg: dict[str, Any], num_classes: int, data_name: str) -> TeacherEnsemble:

@@ -190,11 +190,9 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> 
         raise ConfigError(f"train.batch_size={G} is larger than the training set ({len(transfer)})")
     spe = len(transfer) // G
     total = int(t["max_steps"]) if t.get("max_steps") else int(t["epochs"]) * spe
-    method = method_cls(cfg, data.num_classes, total)
-    teacher: TeacherEnsemble | None = None
-    if method.needs_teacher:
-        teacher = load_teacher(cfg["distill"], data.num_classes, data.name)
-        teacher.to(device)
+    method_cls.parse_config(cfg)  # method_args errors come before the teacher is loaded
+    teacher: TeacherEnsemble | None = load_teacher(cfg["distill"], data.num_classes, data.name).to(device) if method_cls.needs_teacher else None
+    method = method_cls(cfg, data.num_classes, total, teacher_members=None if teacher is None else teacher.num_members)
     make_model = _make_model_fn(cfg, data)
     model = method.build_student(make_model).to(device)
     ckpt = None

@@ -331,3 +331,133 @@ def hydra_loss(
     lt = _tempered_log_probs(lt, temperature)
     kl = (xlogy_safe(lt.exp(), lt) - xlogy_safe(lt.exp(), log_q)).sum(-1).mean(-1)
     return reduce_loss(kl * temperature**2, reduction, mask)
+
+
+# ---------------------------------------------------------------------------------------------------
+# AE-KD: adaptive teacher weights in gradient space (Du et al. 2020; [LatentBE] App. B.4, eqs. 27–29).
+#
+# The KD loss of teacher m at temperature τ, ℓ_m = τ² H[p_m^τ, q^τ], has the closed-form gradient at the
+# student logits z:  g_m = ∂ℓ_m/∂z = τ (q^τ − p_m^τ)  (no backward pass through any network).  AE-KD takes
+# the min-norm convex combination of these gradients with a cap C on every weight ([LatentBE] eqs. 28–29):
+#
+#     ω* = argmin_ω ½ ‖Σ_m ω_m g_m‖²   s.t.  Σ_m ω_m = 1,  0 ≤ ω_m ≤ C,
+#
+# the squared norm summed over the batch (one ω per batch): the M×M QP min ½ ωᵀGω, G_mn = Σ_b ⟨g_bm, g_bn⟩.
+# C ∈ [1/M, 1]; C = 1/M forces uniform weights (plain ensemble KD).  The weighted loss (eq. 27)
+# Σ_m ω_m τ² H[p_m^τ, q^τ] equals, up to a constant in z, τ² KL(Σ_m ω_m p_m^τ ‖ q^τ) (ensemble_kd_loss
+# on the ω-weighted tempered mixture).
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_cap(cap: float, m: int) -> None:
+    if cap * m < 1 - 1e-12:
+        raise ValueError(f"AE-KD cap C={cap} is infeasible for {m} teachers: need C >= 1/M = {1 / m:.4f}")
+
+
+def project_capped_simplex(v: torch.Tensor, cap: float) -> torch.Tensor:
+    """Exact Euclidean projection of ``v [..., M]`` onto ``{ω : Σω = 1, 0 ≤ ω ≤ cap}``.
+
+    The projection is ``clip(v − λ, 0, cap)`` where ``f(λ) = Σ_i clip(v_i − λ, 0, cap) = 1``.  ``f`` is
+    piecewise linear and non-increasing with breakpoints ``{v_i, v_i − cap}``; it is evaluated at all
+    2M breakpoints (vectorised, O(M²)) and λ is interpolated on the segment where it crosses 1.
+    """
+    m = v.shape[-1]
+    _check_cap(cap, m)
+    bp = torch.cat([v, v - cap], -1).sort(-1).values  # [..., 2M], f(bp_0) = M·C ≥ 1, f(bp_last) = 0
+    f = (v.unsqueeze(-2) - bp.unsqueeze(-1)).clamp(0.0, cap).sum(-1)  # [..., 2M], non-increasing
+    j = ((f >= 1).sum(-1, keepdim=True) - 1).clamp(0, 2 * m - 2)  # last breakpoint with f ≥ 1
+    lo, hi = bp.gather(-1, j), bp.gather(-1, j + 1)
+    f_lo, f_hi = f.gather(-1, j), f.gather(-1, j + 1)
+    slope = (f_lo - f_hi).clamp_min(torch.finfo(v.dtype).tiny)
+    lam = torch.where(f_lo > f_hi, lo + (f_lo - 1) / slope * (hi - lo), lo)
+    return (v - lam).clamp(0.0, cap)
+
+
+def _polish_qp(gram: torch.Tensor, w: torch.Tensor, cap: float, tol: float = 1e-9) -> torch.Tensor:
+    """Solve the KKT system on the active set identified by ``w`` (exact when the set is right)."""
+    upper = w >= cap - tol
+    free = ~upper & (w > tol)
+    if not bool(free.any()):
+        return w
+    nf = int(free.sum())
+    kkt = torch.zeros(nf + 1, nf + 1, dtype=gram.dtype)
+    kkt[:nf, :nf] = gram[free][:, free]
+    kkt[:nf, nf] = 1.0
+    kkt[nf, :nf] = 1.0
+    rhs = torch.cat([-cap * gram[free][:, upper].sum(1), torch.tensor([1.0 - cap * float(upper.sum())], dtype=gram.dtype)])
+    sol, info = torch.linalg.solve_ex(kkt, rhs)
+    if int(info) != 0:
+        return w
+    cand = torch.where(upper, torch.full_like(w, cap), torch.zeros_like(w))
+    cand[free] = sol[:nf]
+    feasible = float(cand.min()) >= -1e-12 and float(cand.max()) <= cap + 1e-12
+    if feasible and float(cand @ gram @ cand) <= float(w @ gram @ w) + 1e-15:
+        return cand.clamp(0.0, cap)
+    return w
+
+
+def solve_min_norm_qp(gram: torch.Tensor, cap: float, iters: int = 1000, tol: float = 1e-13) -> torch.Tensor:
+    """``argmin_ω ½ ωᵀ G ω`` on the capped simplex; ``gram`` is ``[M, M]`` PSD ([LatentBE] eq. 28).
+
+    Accelerated projected gradient (FISTA, step 1/λ_max(G), exact projection
+    :func:`project_capped_simplex`) in float64 on the CPU, stopped when an iterate moves less than
+    ``tol``, then polished by solving the KKT equations on the identified active set.  M is the number
+    of teachers, so one solve is cheap.
+    """
+    g = gram.detach().double().cpu()
+    m = g.shape[0]
+    _check_cap(cap, m)
+    lip = max(float(torch.linalg.eigvalsh(g).max()), 1e-300)
+    w = project_capped_simplex(torch.full((m,), 1.0 / m, dtype=torch.float64), cap)
+    y, t = w.clone(), 1.0
+    for _ in range(iters):
+        w_next = project_capped_simplex(y - (g @ y) / lip, cap)
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = w_next + ((t - 1) / t_next) * (w_next - w)
+        done = float((w_next - w).abs().max()) < tol
+        w, t = w_next, t_next
+        if done:
+            break
+    return _polish_qp(g, w, cap).to(gram.device)
+
+
+def teacher_gradients(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """``g_m = τ (q^τ − p_m^τ)`` for every teacher: student ``[B, K]``, teachers ``[B, M, K]`` → ``[B, M, K]``."""
+    q = torch.softmax(student_logits.detach().double() / temperature, -1).unsqueeze(-2)
+    p = torch.softmax(teacher_log_probs.detach().double() / temperature, -1)
+    return temperature * (q - p)
+
+
+def aekd_weights(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float = 1.0,
+                 cap: float = 0.6) -> torch.Tensor:
+    """Teacher weights ``ω [M]`` (Σω = 1, 0 ≤ ω ≤ C) for one batch, from the closed-form logit gradients."""
+    if teacher_log_probs.dim() != 3 or student_logits.dim() != 2:
+        raise ValueError(
+            "aekd_weights expects student logits [B, K] and teacher log-probs [B, M, K], got "
+            f"{tuple(student_logits.shape)} and {tuple(teacher_log_probs.shape)}"
+        )
+    if not 0 < cap <= 1:
+        raise ValueError(f"AE-KD cap C must be in (0, 1], got {cap}")
+    g = teacher_gradients(student_logits, teacher_log_probs, temperature)
+    gram = torch.einsum("bmk,bnk->mn", g, g)
+    return solve_min_norm_qp(gram, cap).to(student_logits.dtype)
+
+
+def aekd_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float = 1.0,
+              cap: float = 0.6) -> tuple[torch.Tensor, torch.Tensor]:
+    """AE-KD loss ([LatentBE] eq. 27) and the weights used: ``τ² KL(Σ_m ω_m p_m^τ ‖ q^τ)``, mean over the batch.
+
+    ``student_logits`` may be ``[B, K]`` or multi-member ``[B, S, K]`` (ω from the member-mean logits,
+    loss averaged over members).
+    """
+    single = student_logits if student_logits.dim() == 2 else student_logits.mean(1)
+    w = aekd_weights(single, teacher_log_probs, temperature, cap)
+    tempered = torch.log_softmax(teacher_log_probs.float() / temperature, -1)
+    mix = torch.logsumexp(tempered + w.float().clamp_min(1e-30).log().unsqueeze(-1), dim=-2)  # log Σ ω p^τ
+    # ensemble_kd_loss tempers its target as softmax(log_probs / τ); feeding τ·log(mix) returns mix itself.
+    target = (temperature * mix).unsqueeze(-2)
+    if student_logits.dim() == 3:
+        target = target.unsqueeze(1).expand(-1, student_logits.shape[1], -1, -1)
+    loss = ensemble_kd_loss(student_logits, target, temperature=temperature)
+    return loss.mean() if loss.dim() > 0 else loss, w

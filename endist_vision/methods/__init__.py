@@ -18,19 +18,21 @@ import pkgutil
 import warnings
 from typing import Callable
 
-from .base import Method
+from endist_vision.registry import Registry
 
-_METHODS: dict[str, type[Method]] = {}
+from .base import Method, resolved_run_config
+
+METHODS: Registry[type[Method]] = Registry("method")
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator registering a :class:`Method` subclass under ``name`` (sets ``cls.name``)."""
+    """Class decorator registering a :class:`Method` subclass under ``name`` (sets ``cls.name``);
+    a second, different class under a taken name raises ``ValueError``."""
+    register = METHODS.register(name)
 
     def deco(cls: type[Method]) -> type[Method]:
-        if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"method {name!r} is already registered by {_METHODS[name].__module__}")
+        register(cls)
         cls.name = name
-        _METHODS[name] = cls
         return cls
 
     return deco
@@ -39,14 +41,14 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 def get_method(name: str) -> type[Method]:
     """The registered class for ``name`` (KeyError listing the available ones otherwise, and any
     plug-in method modules that failed to import)."""
-    if name not in _METHODS:
+    if name not in METHODS:
         broken = "".join(f"; module {m} failed to import: {e}" for m, e in _IMPORT_ERRORS.items())
         raise KeyError(f"unknown method {name!r}; available: {', '.join(available_methods())}{broken}")
-    return _METHODS[name]
+    return METHODS.get(name)
 
 
 def available_methods() -> list[str]:
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 _BUILTIN = ("individual", "ensemble", "end", "end2", "proxy_end2")
@@ -63,4 +65,4 @@ for _info in pkgutil.iter_modules(__path__):
         _IMPORT_ERRORS[f"{__name__}.{_info.name}"] = f"{type(_e).__name__}: {_e}"
         warnings.warn(f"endist_vision: method module {_info.name!r} failed to import ({type(_e).__name__}: {_e})", stacklevel=1)
 
-__all__ = ["Method", "register_method", "get_method", "available_methods"]
+__all__ = ["Method", "register_method", "get_method", "available_methods", "resolved_run_config"]

@@ -1,31 +1,42 @@
 """``aekd``: a single student distilled with AE-KD teacher weights (Du et al. 2020; [LatentBE] App. B.4,
 eqs. 27–29): per batch, ω = argmin ‖Σ_m ω_m g_m‖² on {Σω = 1, 0 ≤ ω ≤ C} from the closed-form
 gradients g_m = τ(q_τ − p_m,τ) at the student logits, then L = τ² KL(Σ_m ω_m p_m,τ ‖ q_τ)
-(:mod:`endist_vision.multimember.aekd`, loss through ``shared.losses.ensemble_kd_loss``).
-Perturbation options as in :mod:`endist_vision.multimember.method_utils`.
+(``shared.losses.aekd_loss``). Options: :class:`AEKDConfig` (temperature and perturbation options from
+:class:`endist_vision.methods._multimember.DistillConfig`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from endist_vision.errors import ConfigError
-from ._multimember import PERTURBATION_DEFAULTS, MultiMemberMethod, check_aekd_cap
+
+from ._multimember import DistillConfig, MultiMemberMethod, check_aekd_cap
 
 from . import register_method
+
+CAP_HINT = " (C >= 1/M)"
+
+
+@dataclass
+class AEKDConfig(DistillConfig):
+    aekd_cap: float | None = 0.6  # cap C on every teacher weight, 1/M <= C <= 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.aekd_cap is None:
+            raise ConfigError(f"method_args.aekd_cap must be in (0, 1]{CAP_HINT}, got None")
+        check_aekd_cap(self.aekd_cap, None, CAP_HINT)
 
 
 @register_method("aekd")
 class AEKD(MultiMemberMethod):
-    defaults = {"temperature": 2.5, "aekd_cap": 0.6, **PERTURBATION_DEFAULTS}
-
-    def __init__(self, cfg, num_classes, total_steps):  # type: ignore[no-untyped-def]
-        super().__init__(cfg, num_classes, total_steps)
-        cap = self.args["aekd_cap"]
-        if cap is None or not 0 < float(cap) <= 1:
-            raise ConfigError(f"method_args.aekd_cap must be in (0, 1] (C >= 1/M), got {cap!r}")
-        check_aekd_cap(cfg, float(cap))
+    config_class = AEKDConfig
+    config: AEKDConfig
 
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
         m = teacher_log_probs.shape[1]
-        if float(self.args["aekd_cap"]) * m < 1 - 1e-12:
-            raise ConfigError(f"method_args.aekd_cap={self.args['aekd_cap']} is infeasible for {m} teachers: need >= 1/M = {1 / m:.4f}")
+        cap = self.config.aekd_cap
+        if cap * m < 1 - 1e-12:
+            raise ConfigError(f"method_args.aekd_cap={cap} is infeasible for {m} teachers: need >= 1/M = {1 / m:.4f}")
         return self.distill_loss(student_out, teacher_log_probs, "kd")

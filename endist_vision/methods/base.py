@@ -13,12 +13,13 @@ and once after the last step: ``model = method.post_train(model)`` (e.g. LatentB
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ._config import NoArgs, config_dict, parse_method_args
 
 
 class Method:
@@ -33,28 +34,42 @@ class Method:
         output: how a ``[B, K]`` output is read by evaluation: ``"categorical"`` (softmax) or
             ``"dirichlet"`` (α = exp(z) + :meth:`dirichlet_offset`). ``[B, M, K]`` outputs are
             always read as an ensemble of categoricals.
-        defaults: default values of this method's ``method_args`` config section; unknown keys in
-            ``method_args`` are rejected with a :class:`ConfigError` naming them.
+        config_class: the dataclass of this method's ``method_args`` config section (defaults, types,
+            variants as ``Literal`` choice fields); parsed once in ``__init__``
+            (:func:`endist_vision.methods._config.parse_method_args`: unknown keys, wrong types and
+            NaN/Inf are a :class:`ConfigError` naming the key).
     """
 
     name: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = False
     needs_online_teacher: ClassVar[bool] = False
     output: ClassVar[str] = "categorical"
-    defaults: ClassVar[dict[str, Any]] = {}
+    config_class: ClassVar[type] = NoArgs
 
-    def __init__(self, cfg: dict[str, Any], num_classes: int, total_steps: int) -> None:
+    def __init__(self, cfg: dict[str, Any], num_classes: int, total_steps: int, *,
+                 teacher_members: int | None = None) -> None:
+        """``cfg``: the run config (read, never written); ``total_steps``: optimiser steps of the run;
+        ``teacher_members``: M of the loaded teacher ensemble (None without a teacher)."""
         self.cfg = cfg
         self.num_classes = num_classes
         self.total_steps = total_steps
-        args = dict(cfg.get("method_args") or {})
-        unknown = sorted(set(args) - set(self.defaults))
-        if unknown:
-            raise ConfigError(
-                f"method_args: unknown key(s) {unknown} for method {self.name!r}; "
-                f"valid: {sorted(self.defaults)}"
-            )
-        self.args: dict[str, Any] = {**self.defaults, **args}
+        self.teacher_members = teacher_members
+        self.config = self.parse_config(cfg)
+
+    @classmethod
+    def parse_config(cls, cfg: Mapping[str, Any]) -> Any:
+        """The validated :attr:`config_class` instance of ``cfg["method_args"]`` (ConfigError naming the key)."""
+        return parse_method_args(cls.config_class, cfg.get("method_args"), cls.name)
+
+    @property
+    def args(self) -> Mapping[str, Any]:
+        """Read-only view of :meth:`resolved_config` (the ``method_args`` in effect)."""
+        return MappingProxyType(self.resolved_config())
+
+    def resolved_config(self) -> dict[str, Any]:
+        """Every ``method_args`` value in effect (defaults filled in, e.g. ``members`` resolved from the
+        teacher); saved in checkpoint meta so evaluation rebuilds the structure without the teacher."""
+        return config_dict(self.config)
 
     # ---- model -------------------------------------------------------------------------------
     def build_student(self, make_model: Callable[[int], nn.Module]) -> nn.Module:
@@ -123,4 +138,11 @@ class Method:
 
     def eval_meta(self) -> dict[str, Any]:
         """Saved into checkpoints; tells evaluation how to read outputs."""
-        return {"output": self.output, "dirichlet_offset": self.dirichlet_offset()}
+        return {"output": self.output, "dirichlet_offset": self.dirichlet_offset(), "method_args": self.resolved_config()}
+
+
+def resolved_run_config(cfg: dict[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The config of a finished run with ``method_args`` replaced by the resolved method config its
+    checkpoint ``meta`` holds (:meth:`Method.eval_meta`); ``cfg`` itself when the meta has none."""
+    saved = meta.get("method_args")
+    return cfg if saved is None else {**cfg, "method_args": dict(saved)}

@@ -3,18 +3,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shared.losses import ensemble_kd_loss
 
 from . import Method, register_method
 
 
+@dataclass
+class EnDConfig:
+    temperature: float = 2.5  # T of the tempered teacher mean and student
+
+
 @register_method("end")
 class EnD(Method):
     needs_teacher = True
-    defaults = {"temperature": 2.5}
+    config_class = EnDConfig
+    config: EnDConfig
 
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
-        return ensemble_kd_loss(student_out, teacher_log_probs, temperature=float(self.args["temperature"]))
+        return ensemble_kd_loss(student_out, teacher_log_probs, temperature=self.config.temperature)
 
     def log_values(self, step):  # type: ignore[override]
-        return {"distill/temperature": float(self.args["temperature"])}
+        return {"distill/temperature": self.config.temperature}

@@ -5,26 +5,38 @@ App. A.2): T = T₀ = 10 for the first half-cycle (``hold_frac`` of the steps), 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shared.losses import dirichlet_nll_loss
 from shared.schedules import TemperatureAnnealing
 
 from . import Method, register_method
 
 
+@dataclass
+class EnD2Config:
+    initial_temperature: float = 10.0  # T₀ of the annealing schedule
+    hold_frac: float = 1 / 3  # fraction of the steps at T₀
+    decay_frac: float = 1 / 3  # fraction of the steps of the linear decay T₀ → 1
+    smoothing: float = 1e-4  # central smoothing γ ([EnD2] eq. 12)
+    model_offset: float = 0.0  # α = exp(z) + offset
+
+
 @register_method("end2")
 class EnD2(Method):
     needs_teacher = True
     output = "dirichlet"
-    defaults = {"initial_temperature": 10.0, "hold_frac": 1 / 3, "decay_frac": 1 / 3, "smoothing": 1e-4, "model_offset": 0.0}
+    config_class = EnD2Config
+    config: EnD2Config
 
-    def __init__(self, cfg, num_classes, total_steps):  # type: ignore[override]
-        super().__init__(cfg, num_classes, total_steps)
-        a = self.args
+    def __init__(self, cfg, num_classes, total_steps, *, teacher_members=None):  # type: ignore[no-untyped-def]
+        super().__init__(cfg, num_classes, total_steps, teacher_members=teacher_members)
+        c = self.config
         self.schedule = TemperatureAnnealing(
-            initial=float(a["initial_temperature"]),
+            initial=c.initial_temperature,
             final=1.0,
-            hold_steps=int(round(float(a["hold_frac"]) * total_steps)),
-            decay_steps=int(round(float(a["decay_frac"]) * total_steps)),
+            hold_steps=int(round(c.hold_frac * total_steps)),
+            decay_steps=int(round(c.decay_frac * total_steps)),
         )
 
     def temperature(self, step: int) -> float:
@@ -35,12 +47,12 @@ class EnD2(Method):
             student_out,
             teacher_log_probs,
             temperature=self.temperature(step),
-            smoothing=float(self.args["smoothing"]),
-            model_offset=float(self.args["model_offset"]),
+            smoothing=self.config.smoothing,
+            model_offset=self.config.model_offset,
         )
 
     def dirichlet_offset(self) -> float:
-        return float(self.args["model_offset"])
+        return self.config.model_offset
 
     def log_values(self, step):  # type: ignore[override]
         return {"distill/temperature": self.temperature(step)}

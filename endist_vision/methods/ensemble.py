@@ -7,30 +7,40 @@ equals that of training it alone (members share no parameters)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.ensemble import build_ensemble
+from ..errors import ConfigError
+from ..models import build_ensemble
 from . import Method, register_method
+
+
+@dataclass
+class EnsembleConfig:
+    members: int = 5  # M
+    vectorize: Literal["auto"] | bool = "auto"  # StackedEnsemble (vmap) / ModuleEnsemble; auto: vmap without batch norm
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise ConfigError(f"method_args.members must be >= 1, got {self.members}")
 
 
 @register_method("ensemble")
 class Ensemble(Method):
-    defaults = {"members": 5, "vectorize": "auto"}
+    config_class = EnsembleConfig
+    config: EnsembleConfig
 
     def build_student(self, make_model: Callable[[int], nn.Module]) -> nn.Module:
         seed = int(self.cfg["seed"])
-        m = int(self.args["members"])
-        if m < 1:
-            raise ValueError(f"method_args.members must be >= 1, got {m}")
-        return build_ensemble(lambda i: make_model(seed + 1000 * i), m, self.args["vectorize"])
+        return build_ensemble(lambda i: make_model(seed + 1000 * i), self.config.members, self.config.vectorize)
 
     @property
     def num_streams(self) -> int:
-        return int(self.args["members"])
+        return self.config.members
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model.forward_members(x)  # x [M, B, ...] -> [B, M, K]

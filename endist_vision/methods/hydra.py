@@ -1,45 +1,57 @@
 """``hydra``: shared body + one head per teacher, trained in two phases ([Hydra] §2).
 
-* Student: ``model.name`` (e.g. ``digits_cnn``) split by :class:`endist_vision.multimember.hydra.HydraNet`
-  — the last ``head_blocks`` blocks form the head; ``members`` heads (null: one per teacher member).
+* Student: ``model.name`` (e.g. ``digits_cnn``) split by :class:`endist_vision.models.HydraNet` — the
+  last ``head_blocks`` blocks form the head; ``members`` heads (null: one per teacher member).
 * Phase 1 (the first ``phase1_frac`` of the optimiser steps): only the Hinton head is active and
   learns the ensemble mean, ``L = T² KL(p̄_T ‖ q_T)`` ([Hydra] eq. 1, ``shared.losses.ensemble_kd_loss``).
 * Phase 2: the Hinton head is copied into every head and head m learns teacher m,
   ``L = (T²/M) Σ_m KL(p_m,T ‖ q_m,T)`` ([Hydra] eqs. 3–4, ``shared.losses.hydra_loss``).
-* Evaluated as an ensemble of its heads ``[B, M, K]``.  Perturbation options as in
-  :mod:`endist_vision.multimember.method_utils`.
+* Evaluated as an ensemble of its heads ``[B, M, K]``.
+* Options: :class:`HydraConfig` (temperature and perturbation options from
+  :class:`endist_vision.methods._multimember.DistillConfig`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
 
 from endist_vision.errors import ConfigError
-from endist_vision.multimember.hydra import HydraNet
-from endist_vision.multimember.method_utils import raw_net, wrap_like
+from endist_vision.models import HydraNet, raw_net, wrap_like
 
-from ._multimember import PERTURBATION_DEFAULTS, MultiMemberMethod
+from ._multimember import DistillConfig, MultiMemberMethod, check_members
 
 from . import register_method
 
 
+@dataclass
+class HydraConfig(DistillConfig):
+    members: int | None = None  # heads M; null: one per teacher member
+    head_blocks: int = 3  # the last N blocks of model.name form a head
+    phase1_frac: float = 0.5  # fraction of the steps with the Hinton head only
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_members(self.members)
+        if not 0.0 <= self.phase1_frac < 1.0:
+            raise ConfigError(f"method_args.phase1_frac must be in [0, 1), got {self.phase1_frac}")
+
+
 @register_method("hydra")
 class Hydra(MultiMemberMethod):
-    defaults = {"temperature": 2.5, "members": None, "head_blocks": 3, "phase1_frac": 0.5, **PERTURBATION_DEFAULTS}
+    config_class = HydraConfig
+    config: HydraConfig
 
-    def __init__(self, cfg, num_classes, total_steps):  # type: ignore[no-untyped-def]
-        super().__init__(cfg, num_classes, total_steps)
-        frac = float(self.args["phase1_frac"])
-        if not 0.0 <= frac < 1.0:
-            raise ConfigError(f"method_args.phase1_frac must be in [0, 1), got {frac}")
-        self.phase1_steps = int(round(frac * total_steps))
+    def __init__(self, cfg, num_classes, total_steps, *, teacher_members=None):  # type: ignore[no-untyped-def]
+        super().__init__(cfg, num_classes, total_steps, teacher_members=teacher_members)
+        self.phase1_steps = int(round(self.config.phase1_frac * total_steps))
 
     def build_student(self, make_model: Callable[[int], nn.Module]) -> nn.Module:
         base = make_model(int(self.cfg["seed"]))
         try:
-            net = HydraNet.from_network(raw_net(base), int(self.args["head_blocks"]), self.resolve_members())
+            net = HydraNet.from_network(raw_net(base), self.config.head_blocks, self.resolved_members())
         except ValueError as e:
             raise ConfigError(f"method_args.head_blocks / model.name={self.cfg['model']['name']}: {e}") from e
         return wrap_like(base, net)

@@ -14,45 +14,54 @@ into one plain network ([LatentBE] §3.1, Alg. 2, eq. 5).
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 from torch import nn
 
-from endist_vision.multimember.latentbe import merge_to_single, recalibrate_batchnorm
+from endist_vision.models.wrappers.latentbe import merge_to_single, recalibrate_batchnorm
 
 from . import register_method
-from .batchensemble import BE_DEFAULTS, BatchEnsemble
+from .batchensemble import BatchEnsemble, BEStudentConfig
+
+
+@dataclass
+class LatentBEConfig(BEStudentConfig):
+    objective: Literal["kd", "head"] = "head"  # one-to-one by default ([LatentBE] Alg. 2 line 7)
+    fast_weight_decay: float = 1.0e-3  # λ of the prior r, s ~ N(1, 1/λ)
+    merge: bool = True  # merge the members into one plain network after training
+    bn_recalibration_batches: int = 20  # re-estimate BN statistics of the merged network on the last N batches
 
 
 @register_method("latentbe")
 class LatentBE(BatchEnsemble):
-    defaults = {**BE_DEFAULTS, "objective": "head", "fast_weight_decay": 1.0e-3, "merge": True,
-                "bn_recalibration_batches": 20}
+    config_class = LatentBEConfig
+    config: LatentBEConfig
     fast_prior = 1.0
 
-    def __init__(self, cfg, num_classes, total_steps):  # type: ignore[no-untyped-def]
-        super().__init__(cfg, num_classes, total_steps)
-        self._recent: deque[torch.Tensor] = deque(maxlen=max(int(self.args["bn_recalibration_batches"]), 0) or 1)
+    def __init__(self, cfg, num_classes, total_steps, *, teacher_members=None):  # type: ignore[no-untyped-def]
+        super().__init__(cfg, num_classes, total_steps, teacher_members=teacher_members)
+        self._recent: deque[torch.Tensor] = deque(maxlen=max(self.config.bn_recalibration_batches, 0) or 1)
 
     def fast_init(self) -> str:
         return "ones"
 
     def forward(self, model, x):  # type: ignore[no-untyped-def]
-        if model.training and int(self.args["bn_recalibration_batches"]) > 0:
+        if model.training and self.config.bn_recalibration_batches > 0:
             self._recent.append(x.detach())
         return model(x)
 
     def post_train(self, model: nn.Module) -> nn.Module:
-        if not bool(self.args["merge"]):
+        if not self.config.merge:
             return model
         merged = merge_to_single(model).eval()
         has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in merged.modules())
-        if has_bn and int(self.args["bn_recalibration_batches"]) > 0 and self._recent:
+        if has_bn and self.config.bn_recalibration_batches > 0 and self._recent:
             recalibrate_batchnorm(merged, list(self._recent))
         return merged
 
     def build_final(self, make_model: Callable[[int], nn.Module]) -> nn.Module:
-        if not bool(self.args["merge"]):
+        if not self.config.merge:
             return self.build_student(make_model)
         return make_model(int(self.cfg["seed"]))  # the merged network is the plain architecture

@@ -5,36 +5,43 @@ via :func:`shared.losses.proxy_dirichlet_loss`. Offsets 1 on both sides ([Proxy]
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from shared.losses import proxy_dirichlet_loss
 
 from . import Method, register_method
+
+
+@dataclass
+class ProxyEnD2Config:
+    direction: Literal["reverse", "forward"] = "reverse"  # KL[Dir(α)‖Dir(β)] or KL[Dir(β)‖Dir(α)]
+    model_offset: float = 1.0  # α = exp(z) + offset
+    target_offset: float = 1.0  # β = p̄·β̂₀ + offset
+    estimator: Literal["mkl", "epkl"] = "mkl"  # precision estimate of the proxy target
+    normalize: bool = True  # divide the loss by the target precision
+    temperature: float = 1.0  # teacher temperature
 
 
 @register_method("proxy_end2")
 class ProxyEnD2(Method):
     needs_teacher = True
     output = "dirichlet"
-    defaults = {"direction": "reverse", "model_offset": 1.0, "target_offset": 1.0, "estimator": "mkl", "normalize": True, "temperature": 1.0}
-
-    def __init__(self, cfg, num_classes, total_steps):  # type: ignore[override]
-        super().__init__(cfg, num_classes, total_steps)
-        if self.args["direction"] not in ("reverse", "forward"):
-            from ..errors import ConfigError
-
-            raise ConfigError(f"method_args.direction must be 'reverse' or 'forward', got {self.args['direction']!r}")
+    config_class = ProxyEnD2Config
+    config: ProxyEnD2Config
 
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
-        a = self.args
+        c = self.config
         return proxy_dirichlet_loss(
             student_out,
             teacher_log_probs,
-            direction=a["direction"],
-            model_offset=float(a["model_offset"]),
-            target_offset=float(a["target_offset"]),
-            estimator=a["estimator"],
-            normalize=bool(a["normalize"]),
-            temperature=float(a["temperature"]),
+            direction=c.direction,
+            model_offset=c.model_offset,
+            target_offset=c.target_offset,
+            estimator=c.estimator,
+            normalize=c.normalize,
+            temperature=c.temperature,
         )
 
     def dirichlet_offset(self) -> float:
-        return float(self.args["model_offset"])
+        return self.config.model_offset

@@ -6,7 +6,7 @@ The shortcut of a down-sampling block is option **A** of the paper by default (i
 pixel, zero-padded channels: no parameters) or option **B** (1×1 conv + BN projection).
 
 The network is a plain ``nn.Sequential`` of [stem, block₁, …, block₃ₙ, classifier], so
-:func:`endist_vision.multimember.hydra.block_list` splits it per residual block (Hydra body + heads) and
+:func:`endist_vision.models.wrappers.hydra.block_list` splits it per residual block (Hydra body + heads) and
 BatchEnsemble converts its convolutions like any other network.
 """
 

@@ -18,9 +18,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from endist_vision.registry import Registry
+
 ModelFactory = Callable[..., nn.Module]
 
-_MODELS: dict[str, ModelFactory] = {}
+MODELS: Registry[ModelFactory] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -28,19 +30,12 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
     Raises ``ValueError`` if the name is already taken (two files registering the same name is a bug).
     """
-
-    def deco(factory: ModelFactory) -> ModelFactory:
-        if name in _MODELS and _MODELS[name] is not factory:
-            raise ValueError(f"model {name!r} is already registered by {_MODELS[name].__module__}")
-        _MODELS[name] = factory
-        return factory
-
-    return deco
+    return MODELS.register(name)
 
 
 def available_models() -> list[str]:
     """Sorted names of all registered models."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 class NormalizedModel(nn.Module):
@@ -86,12 +81,23 @@ def create_model(
 
     ``mean``/``std`` default to 0/1 per input channel (identity). Extra ``kw`` go to the factory.
     """
-    if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    factory = MODELS.get(name)
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    net = _MODELS[name](int(num_classes), in_channels=in_channels, **kw)
+    net = factory(int(num_classes), in_channels=in_channels, **kw)
     n = len(mean) if mean is not None else (len(std) if std is not None else in_channels)
     mean = [0.0] * n if mean is None else mean
     std = [1.0] * n if std is None else std
     return NormalizedModel(net, mean, std)
+
+
+def raw_net(model: nn.Module) -> nn.Module:
+    """The network inside a :class:`NormalizedModel` (or the model itself)."""
+    return model.net if isinstance(model, NormalizedModel) else model
+
+
+def wrap_like(template: nn.Module, net: nn.Module) -> nn.Module:
+    """Put ``net`` inside the same input normalisation as ``template`` (a :class:`NormalizedModel`)."""
+    if isinstance(template, NormalizedModel):
+        return NormalizedModel(net, template.mean.tolist(), template.std.tolist())
+    return net

@@ -1,6 +1,6 @@
 """Small models for the embedded data sets: an MLP for the 2-D spirals ([EnD2] §4) and a small CNN
 for scikit-learn's 8×8 digits. Neither uses batch norm, so ensembles of them are vectorised with
-``torch.func`` (:class:`endist_vision.models.ensemble.StackedEnsemble`)."""
+``torch.func`` (:class:`endist_vision.models.wrappers.ensemble.StackedEnsemble`)."""
 
 from __future__ import annotations
 

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -35,9 +33,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from endist_vision.models import build_ensemble, create_model  # noqa: E402
-from endist_vision.multimember.batchensemble import BatchEnsembleNet, be_layers  # noqa: E402
-from endist_vision.multimember.hydra import HydraNet  # noqa: E402
-from endist_vision.multimember.latentbe import latentbe_student, merge_to_single  # noqa: E402
+from endist_vision.throughput import autocast, images_per_second  # noqa: E402
+from endist_vision.models import BatchEnsembleNet  # noqa: E402
+from endist_vision.models.layers import be_layers  # noqa: E402
+from endist_vision.models.wrappers.hydra import HydraNet  # noqa: E402
+from endist_vision.models.wrappers.latentbe import latentbe_student, merge_to_single  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,37 +74,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
-def images_per_second(models: dict[str, nn.Module], x: torch.Tensor, iters: int, repeats: int,
-                      amp: str = "none") -> dict[str, float]:
-    """Median images/s per model over ``repeats`` rounds of ``iters`` forward passes.
-
-    Rounds are interleaved (every model once per round) so that machine-load drift affects all
-    models alike; every model is warmed up first.
-    """
-    cuda = x.device.type == "cuda"
-    rates: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode(), _autocast(x.device, amp):
-        for model in models.values():
-            for _ in range(3):
-                model(x)
-        for _ in range(repeats):
-            for name, model in models.items():
-                if cuda:
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for _ in range(iters):
-                    model(x)
-                if cuda:
-                    torch.cuda.synchronize()
-                rates[name].append(iters * x.shape[0] / (time.perf_counter() - t0))
-    return {name: statistics.median(r) for name, r in rates.items()}
-
-
-def _autocast(device: torch.device, amp: str):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
 def build_models(a: argparse.Namespace) -> dict[str, nn.Module]:
     def base(seed: int) -> nn.Module:
         torch.manual_seed(seed)
@@ -135,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     rates = images_per_second(models, x, a.iters, a.repeats, a.amp)
     for name, model in models.items():
-        with torch.inference_mode(), _autocast(x.device, a.amp):
+        with torch.inference_mode(), autocast(x.device, a.amp):
             out_shape = tuple(model(x).shape)
         rate = rates[name]
         params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())

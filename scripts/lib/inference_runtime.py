@@ -5,25 +5,26 @@
 
 Each run is loaded as `endist-vision evaluate` loads it (checkpoints/final.pt; `--members N` via
 ``LABEL=RUN_DIR@N`` for a teacher of the first N members) and timed on a random batch of its input shape
-in eval mode under ``torch.inference_mode``
-(``images_per_second`` of scripts/benchmarks/vision_inference.py):
+in eval mode under ``torch.inference_mode`` (``endist_vision.throughput.images_per_second``):
 
-* ``batched``   — one forward pass as the run's model is (a merged LatentBE student and a KD student are
-                  one plain network; a BatchEnsemble student is the parallel pass over M·B rows; an
-                  ensemble runs its members as the model does);
-* ``multipass`` — only for multi-member models: M separate passes of batch B, one per member (for a
-                  BatchEnsemble student member m is the plain network with weights W∘r_m s_mᵀ and bias b_m).
+* ``batched``   — the parallel forward pass: a merged LatentBE student and a KD student are one plain
+                  network; a BatchEnsemble student is its pass over M·B rows; an ensemble is its members
+                  stacked into one vmap-ed call (``StackedEnsemble``; for batch-norm members
+                  ``ModuleEnsemble.stacked()``, evaluation only); ``null`` ("n/a") where no parallel
+                  forward exists (members of different structure);
+* ``multipass`` — only for multi-member models: M separate passes of batch B, one per member network
+                  (``member(m)``: for a BatchEnsemble student the plain network with weights W∘r_m s_mᵀ
+                  and bias b_m; for an ensemble member m itself).
 
 The median over ``--repeats`` rounds of ``--iters`` passes is reported (rounds interleaved over runs,
 CUDA synchronised around each round).
-Output: ``{"device": ..., "batch_size": B, "runs": {LABEL: {"batched_ms_per_img": .., "multipass_ms_per_img": ..,
-"members": M, "run": DIR}}}``.
+Output: ``{"device": ..., "batch_size": B, "runs": {LABEL: {"batched_ms_per_img": .. or null,
+"multipass_ms_per_img": .., "members": M, "run": DIR}}}``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -33,46 +34,32 @@ import torch
 from torch import nn
 
 from endist_vision.checkpoint import load_run_model
-from endist_vision.multimember.batchensemble import BatchEnsembleNet, be_layers, replace_with_plain
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from vision_inference import images_per_second  # noqa: E402
+from endist_vision.models import BatchEnsembleNet, ModuleEnsemble, StackedEnsemble, raw_net, wrap_like
+from endist_vision.throughput import images_per_second
 
 
 def member_networks(model: nn.Module) -> list[nn.Module] | None:
     """The M single-member networks of a multi-member model (None for a single network)."""
-    net = getattr(model, "net", model)
+    net = raw_net(model)
     if isinstance(net, BatchEnsembleNet):
-        out = []
-        for m in range(net.ensemble_size):
-            body = copy.deepcopy(net.body)
-            with torch.no_grad():
-                for layer in be_layers(body):   # every member row := member m, so the factor average is member m
-                    for p in (layer.fast_r, layer.fast_s, layer.member_bias):
-                        if p is not None:
-                            p.copy_(p[m:m + 1].clone().expand_as(p))
-            plain = replace_with_plain(body)
-            out.append(nn.Sequential(_Normalize(model), plain) if hasattr(model, "normalize") else plain)
-        return out
-    if int(getattr(model, "num_members", 1)) > 1 and hasattr(model, "subset"):
-        members = getattr(model, "members", None)
-        if members is not None:
-            return list(members)
-        return [model.subset(1)]  # cost of one member (the ensemble keeps no per-member modules)
+        return [wrap_like(model, net.member(m)) for m in range(net.ensemble_size)]
+    if isinstance(net, (StackedEnsemble, ModuleEnsemble)) and net.num_members > 1:
+        return [net.member(m) for m in range(net.num_members)]
     return None
 
 
-class _Normalize(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.normalize(x)
+def batched_network(model: nn.Module) -> nn.Module | None:
+    """The parallel forward of ``model`` (see module doc); None when its members cannot be stacked."""
+    if isinstance(model, ModuleEnsemble):
+        try:
+            return model.stacked()
+        except (ValueError, RuntimeError):  # members of different structure: nothing to vectorise
+            return None
+    return model
 
 
 def ms_per_image(fns: dict[str, Callable], x: torch.Tensor, iters: int, repeats: int) -> dict[str, float]:
-    """Median ms per image of each callable (the interleaved timing of scripts/benchmarks/vision_inference.py)."""
+    """Median ms per image of each callable (the interleaved timing of ``endist_vision.throughput``)."""
     return {k: 1000.0 / v for k, v in images_per_second(fns, x, iters, repeats).items()}
 
 
@@ -101,17 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         if shape is not None and s != shape:
             p.error(f"--run {label}: input shape {s} differs from {shape} of the other runs")
         shape = s
-        fns[f"{label}|batched"] = model
-        info[label] = {"run": run, "members": int(getattr(model, "num_members", 1))}
+        info[label] = {"run": run, "members": int(getattr(model, "num_members", 1)), "batched_ms_per_img": None}
+        batched = batched_network(model)
+        if batched is not None:
+            fns[f"{label}|batched"] = batched.to(dev).eval()
         parts = member_networks(model)
         if parts is not None:
             parts = [m.to(dev).eval() for m in parts]
-            reps = info[label]["members"] // len(parts)   # an ensemble without per-member modules: M × one member
-
-            def multipass(x, parts=parts, reps=reps):
-                return [part(x) for _ in range(reps) for part in parts]
-
-            fns[f"{label}|multipass"] = multipass
+            fns[f"{label}|multipass"] = lambda x, parts=parts: [part(x) for part in parts]
     x = torch.rand(a.batch_size, *shape, device=dev)
     res = ms_per_image(fns, x, a.iters, a.repeats)
     for key, v in res.items():
@@ -125,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"inference ms/img on {name}, batch {a.batch_size}:")
     for label, r in info.items():
         mp = r.get("multipass_ms_per_img")
-        print(f"  {label}: batched {r['batched_ms_per_img']:.4f}" + ("" if mp is None else f", {r['members']} passes {mp:.4f}"))
+        bt = r["batched_ms_per_img"]
+        print(f"  {label}: batched {'n/a' if bt is None else f'{bt:.4f}'}" + ("" if mp is None else f", {r['members']} passes {mp:.4f}"))
     return 0
 
 

@@ -46,7 +46,8 @@ def test_eval_table_layout_vars_and_missing(tmp_path: Path) -> None:
 
 def test_be_member_networks_reproduce_each_member() -> None:
     from endist_vision.models import create_model
-    from endist_vision.multimember.batchensemble import BatchEnsembleNet, be_layers
+    from endist_vision.models import BatchEnsembleNet
+    from endist_vision.models.layers import be_layers
 
     rt = _load("inference_runtime")
     torch.manual_seed(0)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from endist_vision.models import available_models, create_model
-from endist_vision.multimember.batchensemble import BatchEnsembleNet
-from endist_vision.multimember.hydra import HydraNet
+from endist_vision.models import BatchEnsembleNet
+from endist_vision.models.wrappers.hydra import HydraNet
 
 
 def _conv(cin: int, cout: int, k: int) -> int:

@@ -6,19 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from endist_vision.models import create_model
+from endist_vision.models import BatchEnsembleNet, create_model
 from endist_vision.models.wrn import WideResNet
-from endist_vision.multimember.batchensemble import (
+from endist_vision.models.layers.batchensemble import (
     BatchEnsembleConv2d,
     BatchEnsembleLinear,
-    BatchEnsembleNet,
     be_layers,
     members_to_batch_major,
     repeat_members,
     split_fast_parameters,
 )
-from endist_vision.multimember.hydra import HydraNet, block_list
-from endist_vision.multimember.latentbe import latentbe_student, merge_to_single, recalibrate_batchnorm
+from endist_vision.models.wrappers.hydra import HydraNet, block_list
+from endist_vision.models.wrappers.latentbe import latentbe_student, merge_to_single, recalibrate_batchnorm
 
 
 def _randomise_fast(model: nn.Module, scale: float = 0.3) -> None:

@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from endist_vision.models import ModuleEnsemble
-from endist_vision.multimember.batchensemble import BatchEnsembleNet
-from endist_vision.multimember.perturbations import ensemble_divergence, perturb, step_size
+from endist_vision.models import BatchEnsembleNet
+from endist_vision.perturbations import ensemble_divergence, perturb, step_size
 
 
 def _mlp(seed: int) -> nn.Module:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from endist_vision.multimember.aekd import (
+from shared.losses import (
     aekd_loss,
     aekd_weights,
     project_capped_simplex,

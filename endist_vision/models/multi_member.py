@@ -1,5 +1,11 @@
 """Registry entries for multi-member students (see ``endist_vision/models/registry.py`` for the contract).
 
+Model keyword arguments (``model.kwargs`` or ``create_model(..., **kw)``): ``base`` (a registered
+single-model name), ``ensemble_size`` (BatchEnsemble members M), ``num_heads``/``head_blocks`` (Hydra);
+every other keyword goes to the base architecture. The training *methods* of the same names
+(``method: batchensemble`` etc., :mod:`endist_vision.methods`) instead take the member count from
+``method_args.members``.
+
 Every entry wraps a registered *base* architecture (``digits_cnn``, ``mlp``, ``resnet18``, ``wrn28``,
 ...) built with the base's own keyword arguments:
 
@@ -18,8 +24,8 @@ from typing import Any
 from torch import nn
 
 from endist_vision.models.registry import create_model, register_model
-from endist_vision.multimember.batchensemble import BatchEnsembleNet
-from endist_vision.multimember.hydra import HydraNet
+from endist_vision.models.wrappers.batchensemble import BatchEnsembleNet
+from endist_vision.models.wrappers.hydra import HydraNet
 
 
 def base_network(base: str, num_classes: int, in_channels: int, base_kwargs: dict[str, Any]) -> nn.Module:

@@ -1,12 +1,14 @@
-"""Ensembles as multi-member models: ``forward(x) -> [B, M, K]`` (all members on the same input) and
+"""Ensembles (deep ensembles of independent members) as multi-member models: ``forward(x) -> [B, M, K]`` (all members on the same input) and
 ``forward_members(xs[M, B, ...]) -> [B, M, K]`` (member m on its own batch ``xs[m]``: independent
 shuffles when training an ensemble in one loop).
 
 * :class:`StackedEnsemble` — members' parameters stacked with ``torch.func.stack_module_state`` and
-  evaluated in one vectorised call (``torch.func.vmap`` over ``functional_call``); used for members
-  without batch norm (running-stat updates cannot be vmapped in place). 100 spiral MLPs cost about as
-  much as one wide MLP.
-* :class:`ModuleEnsemble` — an ``nn.ModuleList`` looped in Python; any architecture.
+  evaluated in one vectorised call (``torch.func.vmap`` over ``functional_call``); used for training
+  members without batch norm (running-stat updates cannot be vmapped in place). 100 spiral MLPs cost
+  about as much as one wide MLP.  With ``inference_only=True`` it also takes batch-norm members and
+  refuses training mode (in eval mode batch norm is a fixed affine map, which vmaps).
+* :class:`ModuleEnsemble` — an ``nn.ModuleList`` looped in Python; any architecture;
+  :meth:`ModuleEnsemble.stacked` is its vectorised evaluation-only twin.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ def _has_batchnorm(module: nn.Module) -> bool:
 class StackedEnsemble(nn.Module):
     """M structurally identical members evaluated with one ``vmap``-ed ``functional_call``."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: list[nn.Module], *, inference_only: bool = False) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        if any(_has_batchnorm(m) for m in members):
-            raise ValueError("StackedEnsemble cannot vectorise batch norm; use ModuleEnsemble")
+        if not inference_only and any(_has_batchnorm(m) for m in members):
+            raise ValueError("StackedEnsemble cannot vectorise batch norm in training; use ModuleEnsemble")
+        self.inference_only = inference_only
         params, buffers = stack_module_state(members)
         self._pnames = list(params)
         self._bnames = list(buffers)
@@ -43,6 +46,11 @@ class StackedEnsemble(nn.Module):
         self.num_members = len(members)
         # Structure-only template (not a submodule: holds no state the ensemble needs to save/move).
         object.__setattr__(self, "_template", copy.deepcopy(members[0]).to("meta"))
+
+    def train(self, mode: bool = True) -> "StackedEnsemble":
+        if mode and self.inference_only:
+            raise RuntimeError("an inference_only StackedEnsemble (batch-norm members) cannot be put in training mode")
+        return super().train(mode)
 
     def _stacked(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         p = {n: self.params[n.replace(".", "__")] for n in self._pnames}
@@ -125,7 +133,7 @@ class StackedEnsemble(nn.Module):
 
     def subset(self, n: int) -> "StackedEnsemble":
         """The first ``n`` members as a new ensemble (e.g. the 10-member sub-ensemble of [EnD2] §4)."""
-        return StackedEnsemble([self.member(m) for m in range(n)])
+        return StackedEnsemble([self.member(m) for m in range(n)], inference_only=self.inference_only).train(self.training)
 
 
 class ModuleEnsemble(nn.Module):
@@ -146,6 +154,12 @@ class ModuleEnsemble(nn.Module):
 
     def member(self, m: int) -> nn.Module:
         return copy.deepcopy(self.members[m])
+
+    def stacked(self) -> StackedEnsemble:
+        """The members as an evaluation-mode :class:`StackedEnsemble` (one vmap-ed call; batch norm
+        allowed because its running statistics are only read). ``ValueError`` if the members differ in
+        structure."""
+        return StackedEnsemble([copy.deepcopy(m).eval() for m in self.members], inference_only=True).eval()
 
     def subset(self, n: int) -> "ModuleEnsemble":
         return ModuleEnsemble([copy.deepcopy(self.members[m]) for m in range(n)])

@@ -18,6 +18,9 @@ optimiser parameter group (:func:`split_fast_parameters`).
 
 Batch normalisation is shared by all members (as in Wen et al.'s BE ResNets): in training mode it
 normalises over the whole ``M·B`` batch, in evaluation mode it is a fixed affine map.
+
+The network wrapper (input repetition, ``[B, M, K]`` output, per-member extraction) is
+:class:`endist_vision.models.wrappers.batchensemble.BatchEnsembleNet`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 FastInit = Literal["ones", "random_sign", "normal"]
-Mode = Literal["ensemble", "averaged"]
+Mode = Literal["ensemble", "averaged"]  # "averaged": factor-averaged weights ([LatentBE] eq. 5)
 
 
 def repeat_members(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
@@ -275,55 +278,6 @@ def replace_with_plain(model: nn.Module) -> nn.Module:
             if isinstance(sub, BE_LAYERS):
                 setattr(child, attr, sub.to_plain())
     return model
-
-
-class BatchEnsembleNet(nn.Module):
-    """Wrap a network whose Linear/Conv2d layers are BE layers into an M-member student.
-
-    ``forward(x [B, ...]) → [B, M, K]``: repeats the input member-major, runs the body once on
-    ``M·B`` rows, and reshapes with :func:`members_to_batch_major`.  In ``averaged`` mode (see
-    :meth:`set_mode`) it returns ``[B, K]`` computed with weight-averaged factors *through* the
-    factored layers — the reference that :func:`endist_vision.multimember.latentbe.merge_to_single`
-    must reproduce.
-    """
-
-    def __init__(self, body: nn.Module, ensemble_size: int) -> None:
-        super().__init__()
-        self.body = body
-        self.ensemble_size = ensemble_size
-        self.mode: Mode = "ensemble"
-        sizes = {layer.ensemble_size for layer in be_layers(body)}
-        if sizes and sizes != {ensemble_size}:
-            raise ValueError(f"body has BE layers of ensemble sizes {sorted(sizes)}, expected {ensemble_size}")
-
-    @classmethod
-    def from_plain(
-        cls, model: nn.Module, ensemble_size: int, fast_init: FastInit = "random_sign",
-        fast_prior: float = 0.0, init_std: float = 0.5, copy_weights: bool = True,
-    ) -> "BatchEnsembleNet":
-        """BE version of any plain Linear/Conv2d network (see :func:`convert_to_batchensemble`)."""
-        body = convert_to_batchensemble(model, ensemble_size, fast_init, fast_prior, init_std, copy_weights)
-        return cls(body, ensemble_size)
-
-    @property
-    def num_members(self) -> int:
-        """Members in the output: M in ``ensemble`` mode, 1 in ``averaged`` mode."""
-        return self.ensemble_size if self.mode == "ensemble" else 1
-
-    def set_mode(self, mode: Mode) -> "BatchEnsembleNet":
-        """``"ensemble"`` (M members, ``[B, M, K]``) or ``"averaged"`` (factor-averaged, ``[B, K]``)."""
-        if mode not in ("ensemble", "averaged"):
-            raise ValueError(f"mode must be 'ensemble' or 'averaged', got {mode!r}")
-        self.mode = mode
-        for layer in be_layers(self.body):
-            layer.mode = mode
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "averaged":
-            return self.body(x)
-        y = self.body(repeat_members(x, self.ensemble_size))
-        return members_to_batch_major(y, self.ensemble_size)
 
 
 def split_fast_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

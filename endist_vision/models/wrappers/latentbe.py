@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from endist_vision.models.registry import NormalizedModel
-from endist_vision.multimember.batchensemble import BatchEnsembleNet, replace_with_plain
+from endist_vision.models.layers.batchensemble import replace_with_plain
+from endist_vision.models.wrappers.batchensemble import BatchEnsembleNet
 
 
 def latentbe_student(model: nn.Module, ensemble_size: int) -> BatchEnsembleNet:

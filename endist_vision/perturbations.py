@@ -16,7 +16,8 @@ size of Gaussian noise with σ = γ/255, i.e. γ = 1 is one grey level per pixel
   evaluation mode while δ is computed (its mode is restored afterwards).
 
 The teacher ensemble and a multi-member student are callables ``x → logits [B, M, K]``
-(``endist_vision.models.ensemble`` / BE / Hydra networks).  Examples whose gradient vanishes are left unperturbed.
+(``endist_vision.models.wrappers``: ensembles, BE and Hydra networks; the teacher through
+``endist_vision.teacher.differentiable_teacher``).  Examples whose gradient vanishes are left unperturbed.
 """
 
 from __future__ import annotations
