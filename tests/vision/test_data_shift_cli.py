@@ -56,7 +56,7 @@ def test_imagenet_train_and_evaluate_shift(sd: Path, tmp_path: Path) -> None:
     assert "| C (mean) | 50 |" in md and "| C s5 |" in md and "| A |" in md
     out = ok("compare", f"one={tmp_path / 'ev'}", f"zero={tmp_path / 'ev0'}")
     row = next(line for line in out.splitlines() if line.startswith("| C ECE |"))
-    assert row.split("|")[2].strip() == f"{100 * c['mean']['ece']:.2f}" and row.split("|")[3].strip() == "-"
+    assert row.split("|")[2].strip() == f"{100 * c['mean']['ece']:.2f}" and row.split("|")[3].strip() == "–"
 
     before = (tmp_path / "ev" / "eval.json").read_bytes()
     code, _, err = run_cli("evaluate", "--run", run, "--out", tmp_path / "ev", "--shift", f"C=imagenet_c:{tmp_path / 'nowhere'}")
