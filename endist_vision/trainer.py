@@ -428,9 +428,10 @@ def train_step(plan: TrainPlan, state: RunState, batch: tuple[torch.Tensor, torc
 def _raise_non_finite(plan: TrainPlan, state: RunState, terms: list[float]) -> None:
     where = (f"checkpoints/last.pt (step {state.saved_step}) is kept" if state.saved_step is not None
              else "no checkpoint yet (--resume restarts from step 0)")
+    values = plan.method.log_values(state.step)
     raise NonFiniteLossError(
         f"train: non-finite loss at step {state.step + 1} on rank {plan.info.rank}: micro-batch loss terms "
-        f"{[round(v, 6) for v in terms]} {plan.method.log_values(state.step)}; stopped before the update, {where}; "
+        f"{[round(v, 6) for v in terms]}{f' ({values})' if values else ''}; stopped before the update, {where}; "
         f"lower train.lr or check the data")
 
 

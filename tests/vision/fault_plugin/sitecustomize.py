@@ -12,7 +12,9 @@ module at start-up (``site``). Driven by environment variables, it passes ``on_s
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import sys
 
 KILL_ENV = "ENDIST_TEST_KILL_AFTER_STEP"
 STALL_ENV = "ENDIST_TEST_STALL_AFTER_STEP"
@@ -41,15 +43,11 @@ def _hooks() -> list:
     return hooks
 
 
-def _install() -> None:
-    hooks = _hooks()
-    if not hooks:
-        return
+def _wrap(trainer) -> None:  # noqa: ANN001
+    """Pass the hooks to every ``trainer.train`` call (the CLI looks ``train`` up at call time)."""
     import functools
 
-    import endist_vision.trainer as trainer
-
-    original = trainer.train
+    hooks, original = _hooks(), trainer.train
 
     @functools.wraps(original)
     def train(cfg, run_dir, resume=False, *, on_step_end=()):  # noqa: ANN001, ANN202
@@ -58,4 +56,26 @@ def _install() -> None:
     trainer.train = train
 
 
-_install()
+class _AfterTrainerImport(importlib.abc.MetaPathFinder):
+    """Wraps ``endist_vision.trainer`` once it is imported, so processes that never train (the torchrun
+    launcher) do not import the package."""
+
+    def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201
+        if name != "endist_vision.trainer":
+            return None
+        spec = next((s for f in sys.meta_path if f is not self and hasattr(f, "find_spec")
+                     for s in [f.find_spec(name, path, target)] if s is not None), None)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_wrap(module):  # noqa: ANN001, ANN202
+            exec_module(module)
+            _wrap(module)
+
+        spec.loader.exec_module = exec_and_wrap
+        return spec
+
+
+if _hooks():
+    sys.meta_path.insert(0, _AfterTrainerImport())
