@@ -370,7 +370,8 @@ def open_run_dir(plan: TrainPlan) -> Any:
         remove_stale_temps(run_dir)
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=plan.checkpoint["step"] if plan.checkpoint else None)
+        start = plan.checkpoint["step"] if plan.checkpoint else 0
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start if plan.resume else None)  # drop events after it
     barrier(info)
     return writer
 
