@@ -190,7 +190,8 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
 
 
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The saved config of ``run_dir`` with only runtime keys (progress, workers, device) overridable."""
+    """The saved config of ``run_dir``; only runtime keys (``RESUME_OVERRIDABLE``: progress, workers, device,
+    log_every, dist_timeout_s) may be overridden."""
     cfg = read_run_config(run_dir, "--out")
     for sec, vals in overrides.items():
         for k, v in (vals.items() if isinstance(vals, dict) else [(None, vals)]):
