@@ -14,6 +14,7 @@ All files are written to a temp name and renamed. Checkpoints are loaded with ``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,31 @@ from torch import nn
 from .errors import CheckpointError, ConfigError
 
 FORMAT = 1
+
+
+def check_output_dir(path: str | Path, flag: str) -> None:
+    """``path`` can be (or already is) a writable directory: no regular file on the way and its nearest
+    existing ancestor writable; else a one-line :class:`ConfigError` naming ``flag``."""
+    p = Path(path).expanduser().absolute()
+    for parent in (p, *p.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is a regular file" if parent == p else f"lies under the regular file {parent}"
+                raise ConfigError(f"{flag} {path}: {what}, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{flag} {path}: directory {parent} is not writable")
+            return
+
+
+def make_output_dir(path: str | Path, flag: str) -> Path:
+    """Create the output directory ``path`` (with parents); a one-line :class:`ConfigError` if it cannot be."""
+    check_output_dir(path, flag)
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot create the directory ({e.strerror or e})") from e
+    return p
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@
     endist-vision train --config RECIPE --out RUN [key.sub=value ...]     (or: torchrun ... endist-vision train ...)
     endist-vision train --out RUN --resume
     endist-vision evaluate --run RUN [--out DIR] [--teacher RUN ...] [--members N] [--ood NAME[=ROOT] ...]
-                           [--shift NAME=DATASET:ROOT ...] [--shift-max-per-set N] [--workers N]
+                           [--shift NAME=DATASET:ROOT ...] [--shift-max-per-set N] [--workers N] [--no-plots]
     endist-vision compare LABEL=EVAL_DIR ... [--out DIR] [--title T] [--maps]
     endist-vision list
 
@@ -14,8 +14,6 @@ never overwritten by a failing command.
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -78,88 +76,12 @@ def _ood_specs(items: Sequence[str]) -> list[Any]:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from .run_eval import EvalOptions, evaluate_run
 
-    from shared.plots import plot_rejection_curves, plot_uncertainty_histograms
-
-    from .checkpoint import load_run_model
-    from .data import load_dataset, load_shift_sets
-    from .errors import CheckpointError
-    from .evaluation import evaluate_shift, evaluate_summaries, predict, summarize
-    from .io_utils import atomic_write_json, atomic_write_text
-    from .methods import get_method
-    from .report import grid_points, plot_uncertainty_map, single_run_markdown
-    from .teacher import TeacherEnsemble, load_teacher
-
-    run = Path(a.run)
-    model, meta, cfg = load_run_model(run, "--run")
-    if a.members:
-        if not hasattr(model, "subset"):
-            raise ConfigError(f"--members: run {run} ({cfg['method']}) is not an ensemble")
-        if not 1 <= a.members <= model.num_members:
-            raise ConfigError(f"--members={a.members}: run {run} has {model.num_members} members")
-        model = model.subset(a.members).eval()
-    data_cfg = copy.deepcopy(cfg["data"])
-    if a.ood is not None:
-        data_cfg["ood"] = _ood_specs(a.ood)
-    if a.data_root:
-        data_cfg["root"] = a.data_root
-    data = load_dataset(data_cfg)
-    if int(meta["num_classes"]) != data.num_classes:
-        raise CheckpointError(f"--run {run}: model predicts {meta['num_classes']} classes but data set {data.name!r} has {data.num_classes}")
-    shift_flag = "--shift" if a.shift is not None else "data.shift"
-    shift_items = a.shift if a.shift is not None else (data_cfg.get("shift") or [])
-    cap = a.shift_max_per_set if a.shift_max_per_set is not None else data_cfg.get("shift_max_per_set")
-    shifts = load_shift_sets(shift_items, data, cap, flag=shift_flag)  # indexed (and validated) before any prediction
-    dev = torch.device("cuda" if (a.device == "auto" and torch.cuda.is_available()) or a.device == "cuda" else "cpu")
-    model.to(dev)
-    ecfg = cfg.get("eval", {})
-    bs = int(ecfg.get("batch_size", 512))
-    nw = a.workers if a.workers is not None else ecfg.get("num_workers")
-    nw = int(nw if nw is not None else cfg.get("train", {}).get("num_workers", 0) or 0)
-    sets = {"val": data.val, "test": data.test, **data.ood}
-    summ = {k: summarize(predict(model, ds, dev, bs, nw), meta) for k, ds in sets.items()}
-    teacher_spec = a.teacher or (cfg["distill"].get("teacher") if get_method(cfg["method"]).needs_teacher else None)
-    teacher_summ = None
-    if teacher_spec:
-        dcfg = {"teacher": teacher_spec, "teacher_members": a.teacher_members or cfg["distill"].get("teacher_members")}
-        teacher: TeacherEnsemble = load_teacher(dcfg, data.num_classes, data.name).to(dev)
-        teacher_summ = {k: summarize(predict(teacher, ds, dev, bs, nw), {}) for k, ds in sets.items() if k != "val"}
-    res = evaluate_summaries(summ["val"], data.val.y, summ["test"], data.test.y, {k: summ[k] for k in data.ood}, teacher_summ)
-    if shifts:
-        temp = float(res["test"]["temperature"])  # fitted on the validation split by evaluate_summaries
-        res["shift"] = {name: evaluate_shift(model, s, meta, temp, dev, bs, nw) for name, s in shifts.items()}
-    res.update({"run": str(run), "method": cfg["method"], "num_members": int(getattr(model, "num_members", 1)), "data": data.name})
-    label = a.label or f"{run.name}"
-
-    # ---- everything computed: now write outputs (each file atomically) ----
-    out = Path(a.out) if a.out else run / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    md = single_run_markdown(label, res)
-    if data.input_kind == "points":
-        ecfg = cfg.get("eval", {})
-        ext, size = float(ecfg.get("grid_extent", 2.5)), int(ecfg.get("grid_size", 120))
-        g = summarize(predict(model, torch.from_numpy(grid_points(ext, size)), dev, 4096), meta)
-        grids = {k: g.unc[k].numpy().reshape(size, size) for k in ("total", "data", "mutual_information")}
-        tmp = out / ".uncertainty_map.tmp.npz"
-        np.savez(tmp, extent=ext, **grids)
-        tmp.replace(out / "uncertainty_map.npz")
-        plot_uncertainty_map(grids, ext, out / "uncertainty_map.png", label, data.train.x.numpy()[::3], data.train.y.numpy()[::3])
-    test_s = summ["test"]
-    err = (test_s.log_pred.argmax(-1) != data.test.y).double().numpy()
-    rej = {"confidence": -test_s.unc["confidence"].numpy(), "entropy": test_s.unc["total"].numpy()}
-    if test_s.has_knowledge:
-        rej["mutual information"] = test_s.unc["mutual_information"].numpy()
-    plot_rejection_curves(err, rej, str(out / "rejection_curves.png"), title=label)
-    if data.ood:
-        for key, name in (("total", "total uncertainty"), ("data", "data uncertainty"), ("mutual_information", "knowledge uncertainty")):
-            if key == "mutual_information" and not test_s.has_knowledge:
-                continue
-            plot_uncertainty_histograms(test_s.unc[key].numpy(), {k: summ[k].unc[key].numpy() for k in data.ood},
-                                        str(out / f"hist_{key}.png"), measure=name, title=label)
-    atomic_write_json(out / "eval.json", res)
-    atomic_write_text(out / "eval.md", md)
+    opts = EvalOptions(out=a.out, teacher=a.teacher, teacher_members=a.teacher_members, members=a.members,
+                       ood=_ood_specs(a.ood) if a.ood is not None else None, shift=a.shift, shift_max_per_set=a.shift_max_per_set,
+                       workers=a.workers, data_root=a.data_root, label=a.label, device=a.device, plots=not a.no_plots)
+    _, md = evaluate_run(a.run, opts)
     print(md)
     return 0
 
@@ -221,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--shift-max-per-set", type=int, default=None,
                    help="at most N images per shift (sub)set, a fixed random sample (default: data.shift_max_per_set)")
     e.add_argument("--workers", type=int, default=None, help="DataLoader decoding workers (default: eval.num_workers, else train.num_workers)")
-    e.add_argument("--data-root", default=None, help="override data.root of the run")
+    e.add_argument("--data-root", default=None, help="override data.root of the run (refused for built-in data sets)")
+    e.add_argument("--no-plots", action="store_true", help="write eval.json / eval.md (and uncertainty_map.npz) but no figures")
     e.add_argument("--label", default=None)
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     e.set_defaults(fn=cmd_evaluate)

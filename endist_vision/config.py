@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "ckpt_every": 0,         # steps between resumable checkpoints (0: end of each epoch)
         "log_every": 10,
         "progress": True,
+        "dist_timeout_s": 1800,  # torchrun: seconds a rank waits for the others before stopping with an error
     },
     "distill": {
         "teacher": None,         # run dir or list of run dirs

@@ -11,7 +11,11 @@ How outputs are read (the output convention of ``README_internal.md``):
   predictive p̄ = mean_m p_m ([EnD2] eq. 4);
 * ``[N, K]`` with ``meta.output == "dirichlet"`` → α = exp(z) + offset,
   ``shared.uncertainty.dirichlet_uncertainty(α)``, predictive p̂ = α/α₀ ([EnD2] eq. 9–10);
-* ``[N, K]`` categorical → softmax; total = entropy, knowledge uncertainty 0 (reported as "-").
+* ``[N, K]`` categorical → softmax; total = entropy.
+
+Knowledge uncertainty (mutual information, EPKL, RMI and every metric built on them) is undefined for a
+categorical model and for a one-member ensemble (``--members 1``): eval.json holds ``null`` there and every
+table prints "–" (as the papers do), instead of the meaningless 0 / ROC-AUC 50.
 
 All metric math comes from :mod:`shared.metrics`; this module only gathers predictions.
 """
@@ -43,6 +47,7 @@ from .data.batches import iterate_batches
 from .data.shift import ShiftSet
 
 UNC_KEYS = ("total", "data", "mutual_information", "epkl", "rmi", "confidence")
+KNOWLEDGE_KEYS = ("mutual_information", "epkl", "rmi")  # undefined (null) without several members / a Dirichlet
 
 
 @dataclass
@@ -60,7 +65,15 @@ class Summary:
 
     @property
     def has_knowledge(self) -> bool:
+        """Knowledge uncertainty is defined: a Dirichlet, or an ensemble of at least two members."""
+        if self.kind == "ensemble":
+            return self.member_log_probs is not None and self.member_log_probs.shape[-2] > 1
         return self.kind != "categorical"
+
+
+def mean_uncertainty(s: Summary) -> dict[str, float | None]:
+    """Mean of each uncertainty measure over the set; ``None`` for undefined knowledge measures."""
+    return {k: float(s.unc[k].mean()) if (s.has_knowledge or k not in KNOWLEDGE_KEYS) else None for k in UNC_KEYS}
 
 
 @torch.no_grad()
@@ -113,23 +126,24 @@ def quick_metrics(model: nn.Module, ds: ArrayDataset | Any, meta: dict[str, Any]
     return classification_metrics(summarize(predict(model, ds, device, num_workers=num_workers), meta), ds.y)
 
 
-def rejection_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float]:
-    """PRR ([EnD2] eq. 16) of misclassification rejection with confidence, entropy and (if any) MI."""
+def rejection_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float | None]:
+    """PRR ([EnD2] eq. 16) of misclassification rejection with confidence, entropy and MI (None if undefined)."""
     err = (s.log_pred.argmax(-1) != labels).double().numpy()
-    out = {"prr_confidence": prediction_rejection_ratio(-s.unc["confidence"].numpy(), err),
-           "prr_entropy": prediction_rejection_ratio(s.unc["total"].numpy(), err)}
-    if s.has_knowledge:
-        out["prr_mutual_information"] = prediction_rejection_ratio(s.unc["mutual_information"].numpy(), err)
-    return out
+    return {"prr_confidence": prediction_rejection_ratio(-s.unc["confidence"].numpy(), err),
+            "prr_entropy": prediction_rejection_ratio(s.unc["total"].numpy(), err),
+            "prr_mutual_information": (prediction_rejection_ratio(s.unc["mutual_information"].numpy(), err)
+                                       if s.has_knowledge else None)}
 
 
-def ood_metrics(id_s: Summary, ood_s: Summary) -> dict[str, float]:
-    """ROC-AUC / PR-AUC (OOD positive) with total (entropy) and knowledge (MI, RMI, EPKL) uncertainty."""
-    out: dict[str, float] = {}
-    measures = {"total": "total", "confidence": "confidence"}
-    if id_s.has_knowledge:
-        measures.update({"knowledge": "mutual_information", "rmi": "rmi", "epkl": "epkl"})
+def ood_metrics(id_s: Summary, ood_s: Summary) -> dict[str, float | None]:
+    """ROC-AUC / PR-AUC (OOD positive) with total (entropy) and knowledge (MI, RMI, EPKL) uncertainty;
+    the knowledge entries are None when knowledge uncertainty is undefined."""
+    out: dict[str, float | None] = {}
+    measures = {"total": "total", "confidence": "confidence", "knowledge": "mutual_information", "rmi": "rmi", "epkl": "epkl"}
     for name, key in measures.items():
+        if key in KNOWLEDGE_KEYS and not id_s.has_knowledge:
+            out[f"{name}_roc_auc"] = out[f"{name}_pr_auc"] = None
+            continue
         a, b = id_s.unc[key].numpy(), ood_s.unc[key].numpy()
         if key == "confidence":
             a, b = -a, -b
@@ -139,9 +153,11 @@ def ood_metrics(id_s: Summary, ood_s: Summary) -> dict[str, float]:
     return out
 
 
-def uncertainty_gap(s: Summary, teacher: Summary) -> dict[str, float]:
-    """[Hydra] Table 1: mean |u_model − u_ensemble| for total, data and knowledge uncertainty."""
-    return {f"mad_{k}": float((s.unc[k] - teacher.unc[k]).abs().mean()) for k in ("total", "data", "mutual_information")}
+def uncertainty_gap(s: Summary, teacher: Summary) -> dict[str, float | None]:
+    """[Hydra] Table 1: mean |u_model − u_ensemble| for total, data and knowledge uncertainty (None when
+    the model has no knowledge uncertainty)."""
+    return {f"mad_{k}": (float((s.unc[k] - teacher.unc[k]).abs().mean()) if s.has_knowledge or k not in KNOWLEDGE_KEYS else None)
+            for k in ("total", "data", "mutual_information")}
 
 
 def member_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float]:
@@ -157,13 +173,13 @@ def evaluate_summaries(val: Summary, val_y: torch.Tensor, test: Summary, test_y:
     res: dict[str, Any] = {"kind": test.kind, "test": classification_metrics(test, test_y)}
     res["test"].update(calibrated_scores(val.log_pred.numpy(), val_y.numpy(), test.log_pred.numpy(), test_y.numpy(), n_bins=15))
     res["test"].update(rejection_metrics(test, test_y))
-    res["test"]["mean_uncertainty"] = {k: float(test.unc[k].mean()) for k in UNC_KEYS}
+    res["test"]["mean_uncertainty"] = mean_uncertainty(test)
     if test.member_log_probs is not None:
         res["members"] = member_metrics(test, test_y)
     res["ood"] = {}
     for name, s in oods.items():
         res["ood"][name] = ood_metrics(test, s)
-        res["ood"][name]["mean_uncertainty"] = {k: float(s.unc[k].mean()) for k in UNC_KEYS}
+        res["ood"][name]["mean_uncertainty"] = mean_uncertainty(s)
     if teacher:
         res["vs_teacher"] = {name: uncertainty_gap(s, teacher[name]) for name, s in [("test", test), *oods.items()] if name in teacher}
     return res

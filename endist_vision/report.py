@@ -25,7 +25,8 @@ MAP_TITLES = {"total": "Total Uncertainty", "data": "Data Uncertainty", "mutual_
 
 
 def _f(v: Any, scale: float = 1.0, digits: int = 2) -> str:
-    return "-" if v is None else f"{scale * float(v):.{digits}f}"
+    """A table cell; "–" for a measure that is undefined (``null`` in eval.json) or absent."""
+    return "–" if v is None else f"{scale * float(v):.{digits}f}"
 
 
 def single_run_markdown(title: str, res: dict[str, Any]) -> str:

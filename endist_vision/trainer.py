@@ -10,37 +10,73 @@ Exact resume: every source of randomness is a function of (seed, step) — data 
 augmentation seeds — or is saved in the checkpoint (global torch RNG used by dropout, optimiser,
 scheduler, AMP scaler, method state), so a run killed at any point and resumed from its last
 checkpoint reproduces the uninterrupted run bit for bit on CPU.
+
+Pieces (:func:`train` calls them in this order):
+
+* :func:`plan_run` validates config, data, method and teacher (nothing written yet) → :class:`TrainPlan`;
+* :func:`build_state` creates model/optimiser/scheduler/scaler and, on ``--resume``, :func:`restore_state`
+  loads ``checkpoints/last.pt`` → :class:`RunState` (a run directory without a checkpoint starts at step 0);
+* :func:`open_run_dir` writes ``config.yaml`` and removes the run's own stale ``*.tmp`` files;
+* :func:`train_step` is one optimiser step; :func:`save_state` the resumable checkpoint; after each step the
+  ``on_step_end`` hooks of :func:`train` see a :class:`StepEnd` (tests inject faults there);
+* :func:`finish_run` runs ``method.post_train`` and writes ``final.pt`` and ``metrics.json``.
+
+A non-finite loss stops the run before the update (:class:`NonFiniteLossError`, exit code 5) and leaves
+the last checkpoint resumable.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
 
-from .checkpoint import FORMAT, load_checkpoint, read_run_config
+from .checkpoint import FORMAT, check_output_dir, load_checkpoint, read_run_config
+from .config import validate
 from .data import concat, load_dataset
 from .data.augment import build_augment
-from .data.base import ArrayDataset, DataBundle
-from .data.files import FileDataset
-from .distributed import DistInfo, barrier, init_distributed, shutdown
-from .errors import CheckpointError, ConfigError
+from .data.base import DataBundle, Dataset
+from .distributed import DistInfo, all_finite, barrier, init_distributed, shutdown, timeout_as_error
+from .errors import CheckpointError, ConfigError, EndistVisionError
 from .io_utils import atomic_torch_save, atomic_write_json, atomic_write_text
 from .methods import Method, get_method
 from .models import create_model
 from .teacher import TeacherEnsemble, load_teacher
 
-DEBUG_EXIT_ENV = "ENDIST_DEBUG_EXIT_AT_STEP"  # tests: os._exit(137) after this step, like SIGKILL
-RESUME_OVERRIDABLE = {("train", "progress"), ("train", "num_workers"), ("train", "device"), ("train", "log_every")}
+RESUME_OVERRIDABLE = {("train", "progress"), ("train", "num_workers"), ("train", "device"), ("train", "log_every"),
+                      ("train", "dist_timeout_s")}
+# temp files of the atomic writes of this module (shared.io: ".NAME.<random>.tmp"), per folder of the run
+OWN_TEMPS = {".": (".config.yaml.*.tmp", ".metrics.json.*.tmp"),
+             "checkpoints": (".last.pt.*.tmp", ".last.rng*.pt.*.tmp", ".final.pt.*.tmp")}
+
+
+class NonFiniteLossError(EndistVisionError):
+    """The training loss became NaN/Inf; the run stopped before applying that step."""
+
+    exit_code = 5
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    """What an ``on_step_end`` hook of :func:`train` sees after optimiser step ``step`` (1-based), once
+    that step's checkpoint (if any) is written."""
+
+    step: int
+    total: int
+    loss: float
+    rank: int
+    run_dir: Path
+
+
+StepHook = Callable[[StepEnd], None]
 
 
 class _StudentForward(nn.Module):
@@ -59,7 +95,7 @@ class StepBatches(torch.utils.data.Dataset):
     """Item ``s`` = this rank's share of global step ``s``: ``(x, y, idx)`` with shapes
     ``[S, B_local, ...]``, ``[S, B_local]``, ``[S, B_local]`` (S = number of streams)."""
 
-    def __init__(self, ds: ArrayDataset | FileDataset, seed: int, streams: int, global_batch: int, steps_per_epoch: int,
+    def __init__(self, ds: Dataset, seed: int, streams: int, global_batch: int, steps_per_epoch: int,
                  rank: int, world: int, augment: Any) -> None:
         self.ds, self.seed, self.streams, self.G, self.spe = ds, seed, streams, global_batch, steps_per_epoch
         self.rank, self.world, self.augment = rank, world, augment
@@ -90,6 +126,123 @@ class StepBatches(torch.utils.data.Dataset):
             ys.append(y)
             idxs.append(idx)
         return torch.stack(xs), torch.stack(ys), torch.stack(idxs)
+
+
+@dataclass
+class TrainPlan:
+    """Everything about a run that is fixed before the first step (validated, nothing written yet)."""
+
+    cfg: dict[str, Any]
+    run_dir: Path
+    info: DistInfo
+    data: DataBundle
+    transfer: Dataset  # train (+ AUX for distillation)
+    method: Method
+    teacher: TeacherEnsemble | None
+    make_model: Callable[[int], nn.Module]
+    global_batch: int
+    accumulate: int
+    steps_per_epoch: int
+    total: int
+    resume: bool
+    checkpoint: dict[str, Any] | None = None  # last.pt of a resumed run (None: start at step 0)
+    cached_targets: torch.Tensor | None = None  # [N, M, K] teacher log-probs ([EnD2] App. A)
+    online_teacher: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+    @property
+    def amp_on(self) -> bool:
+        return self.cfg["train"]["amp"] != "none" and self.device.type == "cuda"
+
+    @property
+    def amp_dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.cfg["train"]["amp"] == "bf16" else torch.float16
+
+
+@dataclass
+class RunState:
+    """The mutable, checkpointed state: ``step`` optimiser steps are done."""
+
+    model: nn.Module
+    student: nn.Module  # _StudentForward(model), DDP-wrapped when distributed
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    saved_step: int | None = None  # step of the newest checkpoint on disk
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> bool:
+    """Refuse to clobber: a fresh run needs a new/empty directory; a resume needs the run's config.yaml.
+    Returns whether ``checkpoints/last.pt`` exists (a resume without it starts from step 0)."""
+    check_output_dir(run_dir, "--out")
+    has_ckpt = (run_dir / "checkpoints" / "last.pt").is_file()
+    if resume:
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(f"--resume: {run_dir} has no config.yaml (not a run directory)")
+    elif (run_dir / "config.yaml").exists() or has_ckpt or (run_dir / "checkpoints" / "final.pt").exists():
+        raise ConfigError(f"--out {run_dir}: already holds a run; pass --resume to continue it or choose a new directory")
+    return has_ckpt
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The saved config of ``run_dir``; only runtime keys (``RESUME_OVERRIDABLE``: progress, workers, device,
+    log_every, dist_timeout_s) may be overridden."""
+    cfg = read_run_config(run_dir, "--out")
+    for sec, vals in overrides.items():
+        for k, v in (vals.items() if isinstance(vals, dict) else [(None, vals)]):
+            if (sec, k) not in RESUME_OVERRIDABLE:
+                raise ConfigError(f"--resume: cannot change {sec}{'.' + k if k else ''} of an existing run")
+            cfg[sec][k] = v
+    validate(cfg)  # a runtime override has the same type and range checks as a fresh run's
+    return cfg
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete the temp files this module's atomic writes leave behind when a run is killed mid-write
+    (only names of its own outputs, see ``OWN_TEMPS``); returns the removed paths."""
+    removed = []
+    for sub, patterns in OWN_TEMPS.items():
+        for pat in patterns:
+            for p in sorted((run_dir / sub).glob(pat)):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def plan_run(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> TrainPlan:
+    """Validate everything (config, data, method, teacher, run directory) before touching the run."""
+    t = cfg["train"]
+    try:
+        method_cls = get_method(cfg["method"])
+    except KeyError as e:
+        raise ConfigError(f"method: {e.args[0]}") from e
+    data = load_dataset(cfg["data"], with_ood=False)
+    transfer = data.train
+    if method_cls.needs_teacher and data.aux is not None:
+        transfer = concat(data.train, data.aux, "transfer")  # [EnD2] "+AUX": AUX treated like in-domain
+    G, W, A = int(t["batch_size"]), info.world_size, int(t["accumulate"])
+    if G % (W * A) != 0:
+        raise ConfigError(f"train.batch_size={G} must be divisible by world_size×accumulate = {W}×{A}")
+    if G > len(transfer):
+        raise ConfigError(f"train.batch_size={G} is larger than the training set ({len(transfer)})")
+    spe = len(transfer) // G
+    total = int(t["max_steps"]) if t.get("max_steps") else int(t["epochs"]) * spe
+    method_cls.parse_config(cfg)  # method_args errors come before the teacher is loaded
+    teacher = load_teacher(cfg["distill"], data.num_classes, data.name).to(info.device) if method_cls.needs_teacher else None
+    method = method_cls(cfg, data.num_classes, total, teacher_members=None if teacher is None else teacher.num_members)
+    has_ckpt = check_run_dir(run_dir, resume)
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt") if resume and has_ckpt else None
+    if resume and checkpoint is None and info.is_main:
+        print(f"note: --resume: {run_dir} has no checkpoint yet; starting from step 0 with its config.yaml", file=sys.stderr)
+    if t["amp"] != "none" and info.device.type != "cuda" and info.is_main:
+        print(f"note: train.amp={t['amp']} ignored on {info.device.type} (AMP is CUDA-only)", file=sys.stderr)
+    barrier(info)
+    return TrainPlan(cfg, run_dir, info, data, transfer, method, teacher, _make_model_fn(cfg, data), G, A, spe, total, resume, checkpoint)
 
 
 def _make_model_fn(cfg: dict[str, Any], data: DataBundle):
@@ -140,203 +293,221 @@ def _set_rng_state(st: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def prepare_run(run_dir: Path, resume: bool) -> None:
-    """Refuse to clobber: a fresh run needs a new/empty directory, a resume needs a resumable one."""
-    if resume:
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise CheckpointError(f"--resume: {run_dir} has no checkpoints/last.pt to resume from")
-    elif (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists():
-        raise ConfigError(f"--out {run_dir}: already holds a run; pass --resume to continue it or choose a new directory")
-
-
-def resume_config(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The saved config of ``run_dir`` with only runtime keys (progress, workers, device) overridable."""
-    cfg = read_run_config(run_dir, "--out")
-    for sec, vals in overrides.items():
-        for k, v in (vals.items() if isinstance(vals, dict) else [(None, vals)]):
-            if (sec, k) not in RESUME_OVERRIDABLE:
-                raise ConfigError(f"--resume: cannot change {sec}{'.' + k if k else ''} of an existing run")
-            cfg[sec][k] = v
-    return cfg
-
-
-def train(cfg: dict[str, Any], run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train according to ``cfg`` into ``run_dir``; returns the final metrics dict."""
-    run_dir = Path(run_dir)
-    t = cfg["train"]
-    info = init_distributed(t["device"])
-    try:
-        return _train(cfg, run_dir, resume, info)
-    finally:
-        shutdown(info)
-
-
-def _train(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -> dict[str, Any]:
-    t = cfg["train"]
-    device = info.device
-    # ---------------- validate everything before touching the run directory ----------------
-    try:
-        method_cls = get_method(cfg["method"])
-    except KeyError as e:
-        raise ConfigError(f"method: {e.args[0]}") from e
-    data = load_dataset(cfg["data"], with_ood=False)
-    transfer = data.train
-    if method_cls.needs_teacher and data.aux is not None:
-        transfer = concat(data.train, data.aux, "transfer")  # [EnD2] "+AUX": AUX treated like in-domain
-    G, W, A = int(t["batch_size"]), info.world_size, int(t["accumulate"])
-    if G % (W * A) != 0:
-        raise ConfigError(f"train.batch_size={G} must be divisible by world_size×accumulate = {W}×{A}")
-    if G > len(transfer):
-        raise ConfigError(f"train.batch_size={G} is larger than the training set ({len(transfer)})")
-    spe = len(transfer) // G
-    total = int(t["max_steps"]) if t.get("max_steps") else int(t["epochs"]) * spe
-    method_cls.parse_config(cfg)  # method_args errors come before the teacher is loaded
-    teacher: TeacherEnsemble | None = load_teacher(cfg["distill"], data.num_classes, data.name).to(device) if method_cls.needs_teacher else None
-    method = method_cls(cfg, data.num_classes, total, teacher_members=None if teacher is None else teacher.num_members)
-    make_model = _make_model_fn(cfg, data)
-    model = method.build_student(make_model).to(device)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    if info.is_main:
-        prepare_run(run_dir, resume)
-    barrier(info)
-
-    # ---------------- optimisation objects ----------------
-    opt = _optimizer(method.param_groups(model, float(t["lr"]), float(t["weight_decay"])), t)
-    sched = _scheduler(opt, t, total)
-    amp_on = t["amp"] != "none" and device.type == "cuda"
-    if t["amp"] != "none" and not amp_on and info.is_main:
-        print(f"note: train.amp={t['amp']} ignored on {device.type} (AMP is CUDA-only)", file=sys.stderr)
-    amp_dtype = torch.bfloat16 if t["amp"] == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_on and t["amp"] == "fp16")
-    start, history = 0, []
-    if ckpt is not None:
-        try:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            scaler.load_state_dict(ckpt["scaler"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{run_dir}/checkpoints/last.pt does not match this run's config: {str(e)[:300]}") from e
-        method.load_state_dict(ckpt["method_state"])
-        start, history = int(ckpt["step"]), list(ckpt["history"])
-        rng_file = run_dir / "checkpoints" / f"last.rng{info.rank}.pt"
-        _set_rng_state(ckpt["rng"] if info.rank == 0 else torch.load(rng_file, weights_only=True))
+def build_state(plan: TrainPlan) -> RunState:
+    """Student, optimiser, scheduler and AMP scaler at step 0, or restored from ``plan.checkpoint``."""
+    t, info = plan.cfg["train"], plan.info
+    model = plan.method.build_student(plan.make_model).to(plan.device)
+    opt = _optimizer(plan.method.param_groups(model, float(t["lr"]), float(t["weight_decay"])), t)
+    sched = _scheduler(opt, t, plan.total)
+    scaler = torch.amp.GradScaler("cuda", enabled=plan.amp_on and t["amp"] == "fp16")
+    state = RunState(model, model, opt, sched, scaler)
+    if plan.checkpoint is not None:
+        restore_state(plan, state, plan.checkpoint)
     else:
-        torch.manual_seed(int(cfg["seed"]) * 7919 + 17 + info.rank)  # dropout etc.; differs per rank
-    student = _StudentForward(model, method)
+        torch.manual_seed(int(plan.cfg["seed"]) * 7919 + 17 + info.rank)  # dropout etc.; differs per rank
+    state.student = _StudentForward(model, plan.method)
     if info.enabled:
-        student = torch.nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+        state.student = torch.nn.parallel.DistributedDataParallel(
+            state.student, device_ids=[plan.device.index] if plan.device.type == "cuda" else None)
+    return state
 
-    # ---------------- teacher targets ----------------
-    cached: torch.Tensor | None = None
-    online = teacher is not None and (cfg["distill"]["teacher_mode"] == "online" or method.needs_online_teacher)
-    if teacher is not None and not online:  # unaugmented inputs ([EnD2] App. A), decoded by train.num_workers workers
+
+def restore_state(plan: TrainPlan, state: RunState, ckpt: dict[str, Any]) -> None:
+    """Load ``checkpoints/last.pt`` (and this rank's RNG file) into ``state``."""
+    ck_dir = plan.run_dir / "checkpoints"
+    try:
+        state.model.load_state_dict(ckpt["model"])
+        state.opt.load_state_dict(ckpt["optimizer"])
+        state.sched.load_state_dict(ckpt["scheduler"])
+        state.scaler.load_state_dict(ckpt["scaler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{ck_dir}/last.pt does not match this run's config: {str(e)[:300]}") from e
+    plan.method.load_state_dict(ckpt["method_state"])
+    state.step = state.saved_step = int(ckpt["step"])
+    state.history = list(ckpt["history"])
+    rank = plan.info.rank
+    _set_rng_state(ckpt["rng"] if rank == 0 else torch.load(ck_dir / f"last.rng{rank}.pt", weights_only=True))
+
+
+def save_state(plan: TrainPlan, state: RunState) -> None:
+    """Write the resumable checkpoint ``checkpoints/last.pt`` (rank > 0: its RNG to ``last.rng<r>.pt``)."""
+    info, ck_dir = plan.info, plan.run_dir / "checkpoints"
+    if info.rank > 0:
+        atomic_torch_save(ck_dir / f"last.rng{info.rank}.pt", _rng_state())
+    barrier(info)
+    if info.is_main:
+        atomic_torch_save(ck_dir / "last.pt", {
+            "format": FORMAT, "step": state.step, "model": state.model.state_dict(), "optimizer": state.opt.state_dict(),
+            "scheduler": state.sched.state_dict(), "scaler": state.scaler.state_dict(), "method_state": plan.method.state_dict(),
+            "rng": _rng_state(), "history": state.history,
+            "meta": {"num_classes": plan.data.num_classes, "method": plan.cfg["method"]},
+        })
+    barrier(info)
+    state.saved_step = state.step
+
+
+def prepare_teacher_targets(plan: TrainPlan) -> None:
+    """Cached teacher log-probs on the unaugmented transfer inputs ([EnD2] App. A), or online mode."""
+    if plan.teacher is None:
+        return
+    plan.online_teacher = plan.cfg["distill"]["teacher_mode"] == "online" or plan.method.needs_online_teacher
+    if not plan.online_teacher:
         from .evaluation import predict
 
-        cached = torch.log_softmax(predict(teacher, transfer, device, 1024, int(t["num_workers"])), dim=-1)
+        nw = int(plan.cfg["train"]["num_workers"])
+        plan.cached_targets = torch.log_softmax(predict(plan.teacher, plan.transfer, plan.device, 1024, nw), dim=-1)
 
-    # ---------------- run directory ----------------
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "checkpoints").mkdir(exist_ok=True)
-        if not resume:
-            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    barrier(info)
+
+def open_run_dir(plan: TrainPlan) -> Any:
+    """Create the run directory (config.yaml first), drop stale temps; returns the TensorBoard writer (rank 0)."""
+    run_dir, info = plan.run_dir, plan.info
     writer = None
     if info.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not plan.resume:
+                atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(plan.cfg, sort_keys=False))
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out {run_dir}: cannot write the run directory ({e.strerror or e})") from e
+        remove_stale_temps(run_dir)
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start if resume else None)
+        start = plan.checkpoint["step"] if plan.checkpoint else 0
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start if plan.resume else None)  # drop events after it
+    barrier(info)
+    return writer
 
-    augment = build_augment(cfg["data"]["augment"], data.image_size)
-    batches = StepBatches(transfer, int(cfg["seed"]), method.num_streams, G, spe, info.rank, W, augment)
-    nw = int(t["num_workers"])
+
+def step_batches(plan: TrainPlan, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """This rank's ``(x, y, idx)`` of steps ``start … total−1`` (see :class:`StepBatches`)."""
+    cfg, info = plan.cfg, plan.info
+    augment = build_augment(cfg["data"]["augment"], plan.data.image_size)
+    batches = StepBatches(plan.transfer, int(cfg["seed"]), plan.method.num_streams, plan.global_batch, plan.steps_per_epoch,
+                          info.rank, info.world_size, augment)
+    nw = int(cfg["train"]["num_workers"])
+    if nw == 0:
+        return (batches[s] for s in range(start, plan.total))
     # workers get their base seed from a private generator, not the global RNG (which drives dropout and
     # must stay identical with and without workers); batches themselves are seeded by step, not by worker.
-    it: Iterator = (iter(torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, total), num_workers=nw,
-                                                     generator=torch.Generator().manual_seed(0), pin_memory=device.type == "cuda"))
-                    if nw > 0 else (batches[s] for s in range(start, total)))
-    debug_exit = int(os.environ.get(DEBUG_EXIT_ENV, "0") or 0)
-    ckpt_every = int(t["ckpt_every"]) or spe
+    return iter(torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, plan.total), num_workers=nw,
+                                            generator=torch.Generator().manual_seed(0), pin_memory=plan.device.type == "cuda"))
+
+
+def train_step(plan: TrainPlan, state: RunState, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
+    """One optimiser step (step index ``state.step``) over ``accumulate`` micro-batches; returns the loss.
+    A non-finite loss on any rank raises :class:`NonFiniteLossError` before the update."""
+    method, device, A, step = plan.method, plan.device, plan.accumulate, state.step
+    x_all, y_all, idx_all = batch
+    method.on_step_start(step, state.model, state.opt)
+    state.opt.zero_grad(set_to_none=True)
+    terms: list[float] = []
+    micro = x_all.shape[1] // A
+    for a in range(A):
+        sl = slice(a * micro, (a + 1) * micro)
+        x, y, idx = x_all[:, sl].to(device), y_all[:, sl].to(device), idx_all[:, sl]
+        if method.num_streams == 1:
+            x, y, idx = x[0], y[0], idx[0]
+        tlp = plan.cached_targets[idx].to(device) if plan.cached_targets is not None else None
+        x = method.perturb(x, student=state.model, teacher=plan.teacher, step=step)
+        if plan.online_teacher:
+            tlp = torch.log_softmax(plan.teacher(x).float(), dim=-1)
+        sync = contextlib.nullcontext() if (not plan.info.enabled or a == A - 1) else state.student.no_sync()
+        with sync:
+            with torch.autocast(device.type, dtype=plan.amp_dtype, enabled=plan.amp_on):
+                out = state.student(x)
+            loss = method.loss(out, tlp, step, labels=y) / A
+            state.scaler.scale(loss).backward()
+        terms.append(float(loss.detach()))
+    loss_sum = float(sum(terms))
+    if not all_finite(loss_sum, plan.info):
+        _raise_non_finite(plan, state, terms)
+    state.scaler.step(state.opt)
+    state.scaler.update()
+    state.sched.step()
+    state.step = step + 1
+    return loss_sum
+
+
+def _raise_non_finite(plan: TrainPlan, state: RunState, terms: list[float]) -> None:
+    where = (f"checkpoints/last.pt (step {state.saved_step}) is kept" if state.saved_step is not None
+             else "no checkpoint yet (--resume restarts from step 0)")
+    values = plan.method.log_values(state.step)
+    raise NonFiniteLossError(
+        f"train: non-finite loss at step {state.step + 1} on rank {plan.info.rank}: micro-batch loss terms "
+        f"{[round(v, 6) for v in terms]}{f' ({values})' if values else ''}; stopped before the update, {where}; "
+        f"lower train.lr or check the data")
+
+
+def _log(plan: TrainPlan, state: RunState, loss: float, writer: Any, bar: Any) -> None:
+    done, t = state.step, plan.cfg["train"]
+    if plan.info.is_main and (done % int(t["log_every"]) == 0 or done == plan.total):
+        rec = {"step": done, "epoch": (done - 1) // plan.steps_per_epoch, "loss": loss,
+               "lr": float(state.opt.param_groups[0]["lr"]), **plan.method.log_values(done - 1)}
+        state.history.append(rec)
+        for k, v in rec.items():
+            if k not in ("step", "epoch"):
+                writer.add_scalar(k if "/" in k else f"train/{k}", v, done)
+        bar.set_postfix(loss=f"{loss:.4f}")
+    bar.update(1)
+
+
+def run_loop(plan: TrainPlan, state: RunState, writer: Any, on_step_end: Sequence[StepHook] = ()) -> None:
+    """Steps ``state.step … total−1``; checkpoint every ``train.ckpt_every`` steps and at the end."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=start, disable=not (info.is_main and t["progress"]), desc=f"{cfg['method']}", dynamic_ncols=True)
-    model.train()
-    t0 = time.time()
-    for step in range(start, total):
-        x_all, y_all, idx_all = next(it)
-        method.on_step_start(step, model, opt)
-        opt.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        micro = x_all.shape[1] // A
-        for a in range(A):
-            sl = slice(a * micro, (a + 1) * micro)
-            x, y, idx = x_all[:, sl].to(device), y_all[:, sl].to(device), idx_all[:, sl]
-            if method.num_streams == 1:
-                x, y, idx = x[0], y[0], idx[0]
-            tlp = None
-            if cached is not None:
-                tlp = cached[idx].to(device)
-            x = method.perturb(x, student=model, teacher=teacher, step=step)
-            if online:
-                tlp = torch.log_softmax(teacher(x).float(), dim=-1)
-            sync = contextlib.nullcontext() if (not info.enabled or a == A - 1) else student.no_sync()
-            with sync:
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
-                    out = student(x)
-                loss = method.loss(out, tlp, step, labels=y) / A
-                scaler.scale(loss).backward()
-            loss_sum += float(loss.detach())
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        done = step + 1
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"non-finite training loss {loss_sum} at step {done} (lower train.lr?)")
-        if info.is_main and (done % int(t["log_every"]) == 0 or done == total):
-            rec = {"step": done, "epoch": step // spe, "loss": loss_sum, "lr": float(opt.param_groups[0]["lr"]), **method.log_values(step)}
-            history.append(rec)
-            for k, v in rec.items():
-                if k not in ("step", "epoch"):
-                    writer.add_scalar(k if "/" in k else f"train/{k}", v, done)
-            bar.set_postfix(loss=f"{loss_sum:.4f}")
-        bar.update(1)
-        if done % ckpt_every == 0 or done == total:
-            _save_last(run_dir, info, model, opt, sched, scaler, method, done, history, cfg, data)
-        if debug_exit and done == debug_exit:
-            if writer:
-                writer.flush()
-            os._exit(137)
+    t = plan.cfg["train"]
+    ckpt_every = int(t["ckpt_every"]) or plan.steps_per_epoch
+    bar = tqdm(total=plan.total, initial=state.step, disable=not (plan.info.is_main and t["progress"]),
+               desc=f"{plan.cfg['method']}", dynamic_ncols=True)
+    state.model.train()
+    for batch in step_batches(plan, state.step):
+        loss = train_step(plan, state, batch)
+        _log(plan, state, loss, writer, bar)
+        if state.step % ckpt_every == 0 or state.step == plan.total:
+            save_state(plan, state)
+        if on_step_end and writer is not None:
+            writer.flush()  # a hook may end the process
+        for hook in on_step_end:
+            hook(StepEnd(state.step, plan.total, loss, plan.info.rank, plan.run_dir))
     bar.close()
 
-    # ---------------- final model + metrics ----------------
-    final = method.post_train(model.eval())
+
+def finish_run(plan: TrainPlan, state: RunState, writer: Any, seconds: float) -> dict[str, Any]:
+    """``method.post_train``; rank 0 writes ``checkpoints/final.pt`` and ``metrics.json``."""
+    final = plan.method.post_train(state.model.eval())
     result: dict[str, Any] = {}
-    if info.is_main:
+    if plan.info.is_main:
         from .evaluation import quick_metrics
 
-        meta = _meta(cfg, data, method, final)
-        atomic_torch_save(run_dir / "checkpoints" / "final.pt", {"format": FORMAT, "model": final.state_dict(), "meta": meta})
-        result = {"method": cfg["method"], "total_steps": total, "steps_per_epoch": spe, "train_seconds_this_session": time.time() - t0,
-                  "history": history, "val": quick_metrics(final, data.val, meta, device, nw), "test": quick_metrics(final, data.test, meta, device, nw)}
-        atomic_write_json(run_dir / "metrics.json", result)
-        writer.add_scalar("val/accuracy", result["val"]["accuracy"], total)
+        meta = _meta(plan.cfg, plan.data, plan.method, final)
+        atomic_torch_save(plan.run_dir / "checkpoints" / "final.pt", {"format": FORMAT, "model": final.state_dict(), "meta": meta})
+        nw, dev = int(plan.cfg["train"]["num_workers"]), plan.device
+        result = {"method": plan.cfg["method"], "total_steps": plan.total, "steps_per_epoch": plan.steps_per_epoch,
+                  "train_seconds_this_session": seconds, "history": state.history,
+                  "val": quick_metrics(final, plan.data.val, meta, dev, nw), "test": quick_metrics(final, plan.data.test, meta, dev, nw)}
+        atomic_write_json(plan.run_dir / "metrics.json", result)
+        writer.add_scalar("val/accuracy", result["val"]["accuracy"], plan.total)
         writer.close()
-    barrier(info)
+    barrier(plan.info)
     return result
 
 
-def _save_last(run_dir: Path, info: DistInfo, model: nn.Module, opt, sched, scaler, method: Method, step: int,
-               history: list, cfg: dict[str, Any], data: DataBundle) -> None:
-    if info.rank > 0:
-        atomic_torch_save(run_dir / "checkpoints" / f"last.rng{info.rank}.pt", _rng_state())
-    barrier(info)
-    if info.is_main:
-        atomic_torch_save(run_dir / "checkpoints" / "last.pt", {
-            "format": FORMAT, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "method_state": method.state_dict(),
-            "rng": _rng_state(), "history": history, "meta": {"num_classes": data.num_classes, "method": cfg["method"]},
-        })
-    barrier(info)
+def train(cfg: dict[str, Any], run_dir: str | Path, resume: bool = False, *, on_step_end: Sequence[StepHook] = ()) -> dict[str, Any]:
+    """Train according to ``cfg`` into ``run_dir``; returns the final metrics dict (empty on ranks > 0).
+
+    ``on_step_end``: callables run on every rank after each optimiser step (and its checkpoint), e.g. to
+    monitor a run or, in the tests, to simulate a crash after step N."""
+    run_dir = Path(run_dir)
+    info = init_distributed(cfg["train"]["device"], cfg["train"].get("dist_timeout_s"))
+    try:
+        with timeout_as_error(info):
+            plan = plan_run(cfg, run_dir, resume, info)
+            state = build_state(plan)
+            prepare_teacher_targets(plan)
+            writer = open_run_dir(plan)
+            t0 = time.time()
+            run_loop(plan, state, writer, on_step_end)
+            return finish_run(plan, state, writer, time.time() - t0)
+    finally:
+        shutdown(info)

@@ -56,7 +56,7 @@ def row(label: str, cost: str, ev: dict) -> str:
     auc_t = sum(o["total_roc_auc"] for o in oods) / len(oods)
     one_member = ev["kind"] == "ensemble" and int(ev.get("num_members", 1)) == 1
     single = ev["kind"] == "categorical" or one_member
-    auc_k = ("–" if single or not all("knowledge_roc_auc" in o for o in oods)
+    auc_k = ("–" if single or any(o.get("knowledge_roc_auc") is None for o in oods)
              else f"{100 * sum(o['knowledge_roc_auc'] for o in oods) / len(oods):.1f}")
     kind = "single" if one_member else ev["kind"]
     return (f"| {label} | {kind} | {cost} | {100 * t['accuracy']:.2f} | {t['nll']:.4f} | {t['ece']:.4f} | "

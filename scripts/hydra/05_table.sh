@@ -13,16 +13,13 @@ done
 vision_flush
 
 # The paper's layout (rows = models): ACC, NLL, Brier (ours: lower is better; the paper prints BS as a negative
-# score) and MU = mean mutual information on the test set (N/A for the single-output KD student)
+# score) and MU = mean mutual information on the test set (null in eval.json, printed "–", for the single-output KD student)
 for s in "${SETTINGS[@]}"; do
   IFS='|' read -r table name cfg sub ood <<<"$s"
-  rows=(--row "Ensemble (M = $MEMBERS)" "eval=$(run_dir "$name" ensemble)/eval/eval.json" "@mu=mutual_information")
-  for st in "${STUDENTS[@]}"; do
-    mu=mutual_information; [[ "${st#*|}" == end ]] && mu=n/a
-    rows+=(--row "${st%%|*}" "eval=$(run_dir "$name" "${st#*|}")/eval/eval.json" "@mu=$mu")
-  done
+  rows=(--row "Ensemble (M = $MEMBERS)" "eval=$(run_dir "$name" ensemble)/eval/eval.json")
+  for st in "${STUDENTS[@]}"; do rows+=(--row "${st%%|*}" "eval=$(run_dir "$name" "${st#*|}")/eval/eval.json"); done
   step "[Hydra] $table ($name), paper layout"
   python "$(dirname "$0")/../lib/eval_table.py" --title "[Hydra] Table ${table#table}: $name" \
     --col "ACC=eval:test/accuracy:f4" --col "NLL=eval:test/nll:f4" --col "Brier=eval:test/brier:f4" \
-    --col "MU=eval:test/mean_uncertainty/{mu}:f4" "${rows[@]}" --out "$OUT_DIR/tables/${table}_$name/paper.md"
+    --col "MU=eval:test/mean_uncertainty/mutual_information:f4" "${rows[@]}" --out "$OUT_DIR/tables/${table}_$name/paper.md"
 done

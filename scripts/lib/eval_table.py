@@ -12,7 +12,8 @@
   ``sec`` (seconds, 1 decimal).
 * ``--row LABEL SOURCE=FILE ... @VAR=VALUE ...``: one table row; a label ending in ``:`` with no
   files is a section row (as the paper's "CIFAR-10-C:" lines).
-* A missing file stops with exit code 2 naming it; a missing key prints ``-`` (e.g. RMI of a single model).
+* A missing file stops with exit code 2 naming it; a ``null`` value (a measure evaluation.py leaves undefined,
+  e.g. RMI of a single model) or a missing key prints ``–``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+UNDEFINED = "–"  # cell of an undefined measure, as in the papers' tables
 FORMATS = {
     "pct2": lambda v: f"{100 * v:.2f}", "pct1": lambda v: f"{100 * v:.1f}",
     "f1": lambda v: f"{v:.1f}", "f2": lambda v: f"{v:.2f}", "f3": lambda v: f"{v:.3f}", "f4": lambda v: f"{v:.4f}",
@@ -68,7 +70,7 @@ def build(title: str, cols: list[tuple[str, str, str, str]], rows: list[list[str
         cells = [label]
         for _, src, path, kind in cols:
             if src not in files:
-                cells.append("-")
+                cells.append(UNDEFINED)
                 continue
             f = files[src]
             if f not in cache:
@@ -77,7 +79,7 @@ def build(title: str, cols: list[tuple[str, str, str, str]], rows: list[list[str
                     raise SystemExit(2)
                 cache[f] = json.loads(Path(f).read_text())
             v = lookup(cache[f], path.format(**var))
-            cells.append("-" if v is None else fmt(kind, float(v)))
+            cells.append(UNDEFINED if v is None else fmt(kind, float(v)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -3,9 +3,9 @@
 Smoke mode only: identical to calling the `endist-vision` console script once per line
 (`endist_vision.cli.main`), but torch is imported once. `train` lines whose `--out` run already
 holds checkpoints/final.pt are skipped, as `vision_train` in scripts/lib/recipe_common.sh does.
-Stops at the first failing command with its exit code. The PNG figures of `evaluate` (rejection curves,
-uncertainty histograms) are skipped unless SMOKE_FIGURES=1: the
-tables, eval.json and eval.md are written as usual; the figures are covered by the endist_vision tests.
+Stops at the first failing command with its exit code. `evaluate` lines get `--no-plots` (no PNG figures:
+rejection curves, histograms, uncertainty maps) unless SMOKE_FIGURES=1: the tables, eval.json and eval.md are
+written as usual; the figures are covered by the endist_vision tests.
 """
 import os
 import shlex
@@ -15,23 +15,14 @@ from pathlib import Path
 from endist_vision.cli import main
 
 
-def _skip_figures() -> None:
-    import shared.plots
-
-    def skipped(*args, **kwargs):  # noqa: ARG001
-        return None
-
-    shared.plots.plot_rejection_curves = skipped
-    shared.plots.plot_uncertainty_histograms = skipped
-
-
 def run(queue: str) -> int:
-    if os.environ.get("SMOKE_FIGURES", "0") != "1":
-        _skip_figures()
+    figures = os.environ.get("SMOKE_FIGURES", "0") == "1"
     for line in Path(queue).read_text().splitlines():
         if not line.strip():
             continue
         argv = shlex.split(line)
+        if argv[0] == "evaluate" and not figures and "--no-plots" not in argv:
+            argv.append("--no-plots")
         if argv[0] == "train" and "--out" in argv:
             out = Path(argv[argv.index("--out") + 1])
             if (out / "checkpoints" / "final.pt").is_file():

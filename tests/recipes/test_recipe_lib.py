@@ -36,8 +36,8 @@ def test_eval_table_layout_vars_and_missing(tmp_path: Path) -> None:
     lines = out.read_text().splitlines()
     assert lines[2] == "| Method | ACC | NLL | c-Acc | RMI | hrs |"
     assert lines[4] == "| **C10-C:** | | | | | |"
-    # -0.000 printed as 0.000; a missing key (RMI) and a source the row lacks (train) print "-"
-    assert lines[5] == "| KD | 93.46 | 0.000 | 0.500 | - | - |"
+    # -0.000 printed as 0.000; a missing key (RMI) and a source the row lacks (train) print "–"
+    assert lines[5] == "| KD | 93.46 | 0.000 | 0.500 | – | – |"
     p = subprocess.run(argv[:-4] + ["--row", "KD", f"eval={tmp_path / 'missing.json'}"], capture_output=True, text=True)
     assert p.returncode == 2 and "missing.json" in p.stderr
     p = subprocess.run(argv[:-8] + ["--col", "X=eval:test/accuracy:pct9", "--row", "KD", f"eval={ev}"], capture_output=True, text=True)

@@ -68,12 +68,12 @@ def test_endd_smoke_end_to_end(tmp_path: Path) -> None:
     cols, rows = _table(t / "table34_digits" / "tables.md")
     assert cols == ["IND", "ENSM", "EnD", "EnD2", "EnD+AUX", "EnD2+AUX"]
     _check_numeric(cols, rows)
-    # Table 4 layout: OOD set, T.Unc / K.Unc rows; K.Unc is "-" for the categorical students (EnD, EnD+AUX);
-    # IND is a one-member ensemble (mutual information 0: ROC-AUC 50.0)
+    # Table 4 layout: OOD set, T.Unc / K.Unc rows; K.Unc is "–" (undefined, null in eval.json) for the
+    # categorical students (EnD, EnD+AUX) and for IND, a one-member ensemble, as in the paper
     k_rows = [line for line in md.splitlines() if "| K.Unc |" in line]
     assert len(k_rows) == 2 and "| digits_noise | T.Unc |" in md and "| digits_rotated | T.Unc |" in md
     k = [c.strip() for c in k_rows[0].strip("|").split("|")][2:]
-    assert k[0] == "50.0" and k[2] == "-" and k[4] == "-" and all(re.fullmatch(r"\d+\.\d", k[i]) for i in (1, 3, 5))
+    assert k[0] == "–" and k[2] == "–" and k[4] == "–" and all(re.fullmatch(r"\d+\.\d", k[i]) for i in (1, 3, 5))
     cols, _ = _table(t / "ablation_members_digits" / "tables.md")
     assert cols == ["Ensm-2", "EnD2+AUX-2", "Ensm-3", "EnD2+AUX-3"]
     cols, _ = _table(t / "ablation_temperature_digits" / "tables.md")
@@ -105,7 +105,7 @@ def test_hydra_smoke_end_to_end(tmp_path: Path) -> None:
         assert list(cells) == ["Ensemble (M = 2)", "Prior Networks", "Knowledge distillation", "Hydra"]
         for model, c in cells.items():
             assert all(re.fullmatch(r"\d\.\d{4}", v) for v in c[:3]), (model, c)
-            assert (c[3] == "-") == (model == "Knowledge distillation"), (model, c)
+            assert (c[3] == "–") == (model == "Knowledge distillation"), (model, c)
     import json
     import yaml
     hydra = json.loads((out / "c10" / "hydra" / "eval" / "eval.json").read_text())

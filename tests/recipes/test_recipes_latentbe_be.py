@@ -184,7 +184,7 @@ def test_latentbe_tables_4_5_7(smoke_runs):
     for label, r in rows.items():
         assert all(re.fullmatch(NUM, v) for v in r[:4]), (label, r)
         multi = label in ("DE-2 teacher", "KD+BE", "BE+TDiv-SDiv")
-        assert (r[4] != "-") == multi, (label, r)
+        assert (r[4] != "–") == multi, (label, r)
         assert rt["runs"][label]["members"] == (2 if multi else 1)
         assert rt["runs"][label]["batched_ms_per_img"] > 0
     # Table 7 (ImageNet R50 setting): the real ImageNet loader on the stand-in JPEGs, only its three students

@@ -75,7 +75,7 @@ def test_smoke_both_recipes(tmp_path: Path) -> None:
         eoe, rmi = r[1::2], r[2::2]
         assert all(0 <= _num(c) <= 100 for c in eoe)
         if name in ("Single", "EnD"):
-            assert rmi == ["-"] * 3
+            assert rmi == ["–"] * 3
         else:
             assert all(0 <= _num(c) <= 100 for c in rmi)
     assert set(ens["ood"]) == {"imagenet_o", "imagenet-a", "imagenet-r"}

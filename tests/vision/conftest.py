@@ -32,5 +32,6 @@ def spirals_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_debug_exit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ENDIST_DEBUG_EXIT_AT_STEP", raising=False)
+    monkeypatch.delenv("ENDIST_TEST_KILL_AFTER_STEP", raising=False)
+    monkeypatch.delenv("ENDIST_TEST_STALL_AFTER_STEP", raising=False)
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -15,7 +15,7 @@ import torch
 from data_helpers import standins
 from vision_helpers import FAST, bin_path, ok, read_eval, run_cli
 
-from endist_vision.trainer import DEBUG_EXIT_ENV
+from fault_injection import fault_env
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_imagenet_train_and_evaluate_shift(sd: Path, tmp_path: Path) -> None:
     assert "| C (mean) | 50 |" in md and "| C s5 |" in md and "| A |" in md
     out = ok("compare", f"one={tmp_path / 'ev'}", f"zero={tmp_path / 'ev0'}")
     row = next(line for line in out.splitlines() if line.startswith("| C ECE |"))
-    assert row.split("|")[2].strip() == f"{100 * c['mean']['ece']:.2f}" and row.split("|")[3].strip() == "-"
+    assert row.split("|")[2].strip() == f"{100 * c['mean']['ece']:.2f}" and row.split("|")[3].strip() == "–"
 
     before = (tmp_path / "ev" / "eval.json").read_bytes()
     code, _, err = run_cli("evaluate", "--run", run, "--out", tmp_path / "ev", "--shift", f"C=imagenet_c:{tmp_path / 'nowhere'}")
@@ -88,7 +88,7 @@ def test_exact_resume_with_lazy_imagenet(sd: Path, tmp_path: Path) -> None:
     args = [*FAST, *_inet(sd, 12), "model.name=mlp", "model.kwargs={in_features: 432, hidden: 16, depth: 2, dropout: 0.3}",
             "train.max_steps=8", "train.ckpt_every=2", "train.batch_size=8", "train.log_every=1"]
     ok("train", "--out", tmp_path / "full", *args)
-    env = {**os.environ, DEBUG_EXIT_ENV: "5", "OMP_NUM_THREADS": "1"}
+    env = fault_env(kill_after=5)
     p = subprocess.run([bin_path("endist-vision"), "train", "--out", str(tmp_path / "killed"), *args, "train.num_workers=2"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 137, p.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 ``$DATA_DIR`` holds tiny files in the real formats (CIFAR-10 python pickles, SVHN ``test_32x32.mat``, an image folder
 for LSUN). The prelude appends smoke overrides to each ``endist-vision train`` (few steps, small batch, 2 members),
-and makes the README's ``torchrun`` run die like a SIGKILL after step 3 (``ENDIST_DEBUG_EXIT_AT_STEP``), so that the
+and makes the README's ``torchrun`` run die like a SIGKILL after step 3 (a test hook, ``fault_plugin/sitecustomize.py``), so that the
 README's next line, ``--resume``, has to continue it from the step-2 checkpoint.
 """
 
@@ -20,6 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from readme_blocks import block, run_block  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fault_injection import PLUGIN_DIR  # noqa: E402
+
 PRELUDE = r"""
 _smoke() {
   case " $* " in
@@ -33,7 +36,8 @@ endist-vision() {
   if [[ "$1" == train && " $* " != *" --resume "* ]]; then command endist-vision "$@" $(_smoke "$@"); else command endist-vision "$@"; fi
 }
 torchrun() {
-  if ENDIST_DEBUG_EXIT_AT_STEP=3 command torchrun "$@" $(_smoke "$@"); then echo "expected the simulated kill" >&2; return 1; fi
+  if PYTHONPATH="$FAULT_PLUGIN${PYTHONPATH:+:$PYTHONPATH}" ENDIST_TEST_KILL_AFTER_STEP=3 command torchrun "$@" $(_smoke "$@"); then
+    echo "expected the simulated kill" >&2; return 1; fi
   echo "torchrun run killed after step 3 as planned"
 }
 """
@@ -67,7 +71,7 @@ def test_readme_vision_block(tmp_path: Path) -> None:
     _write_data(data)
     ws = tmp_path / "ws"
     ws.mkdir()
-    proc = run_block(block("endist-vision train --config spirals/ensemble"), ws, PRELUDE, env={"DATA_DIR": str(data)},
+    proc = run_block(block("endist-vision train --config spirals/ensemble"), ws, PRELUDE, env={"DATA_DIR": str(data), "FAULT_PLUGIN": str(PLUGIN_DIR)},
                      timeout=1200)
     assert "killed after step 3 as planned" in proc.stdout
     runs = ws / "runs"

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from vision_helpers import FAST, bin_path, ok
 
-from endist_vision.trainer import DEBUG_EXIT_ENV
+from fault_injection import fault_env
 
 # dropout + augmentation + one-cycle Adam + EnD² temperature schedule: every piece of state matters
 RESUME_ARGS = [*FAST, "train.max_steps=14", "train.ckpt_every=4", "data.augment=shift",
@@ -25,8 +25,8 @@ def _state(run: Path) -> dict[str, torch.Tensor]:
 def test_exact_resume_after_kill(digits_teacher: Path, tmp_path: Path) -> None:
     args = ["--config", "digits/end2", *RESUME_ARGS, f"distill.teacher={digits_teacher}"]
     ok("train", "--out", tmp_path / "full", *args)
-    # killed (os._exit, no cleanup) after step 10: the last checkpoint is from step 8; steps 9-10 are lost
-    env = {**os.environ, DEBUG_EXIT_ENV: "10", "OMP_NUM_THREADS": "1"}
+    # killed (os._exit by a test hook, no cleanup) after step 10: the last checkpoint is from step 8; steps 9-10 are lost
+    env = fault_env(kill_after=10)
     p = subprocess.run([bin_path("endist-vision"), "train", "--out", str(tmp_path / "killed"), *args], env=env, capture_output=True, text=True)
     assert p.returncode == 137, p.stderr
     assert not (tmp_path / "killed" / "checkpoints" / "final.pt").exists()
