@@ -113,10 +113,12 @@ def distill_cmd(
 
 
 def load_checkpoint_state(path: Path) -> Dict[str, object]:
-    """``torch.load`` one of this run's own checkpoints (trusted, so no weights-only restriction)."""
+    """``torch.load`` a fairseq checkpoint weights-only (fairseq's config objects allow-listed by ``endist_seq``)."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    import endist_seq  # noqa: F401  (registers the safe globals)
+
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def model_params(path: Path) -> Dict[str, "object"]:
