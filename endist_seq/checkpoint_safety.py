@@ -163,12 +163,12 @@ def check_checkpoint_config(path: str, state: Mapping[str, Any], flag: str) -> N
         for dotted, name, value in _walk(state[root], root):
             if name in EVALUATED_FIELDS and isinstance(value, str) and not is_safe_literal(value):
                 raise UnsafeCheckpointError(
-                    f"{flag}: checkpoint {path}: config field {dotted} = {one_line(repr(value))[:100]} is not a "
+                    f"{flag}: {_noun(flag)} {path}: config field {dotted} = {one_line(repr(value))[:100]} is not a "
                     f"literal list/number (fairseq would eval() it); refusing to build a model from it"
                 )
             if name in NESTED_CHECKPOINT_FIELDS and isinstance(value, str) and value.strip():
                 raise UnsafeCheckpointError(
-                    f"{flag}: checkpoint {path}: config field {dotted} = {one_line(repr(value))[:100]} names another "
+                    f"{flag}: {_noun(flag)} {path}: config field {dotted} = {one_line(repr(value))[:100]} names another "
                     f"checkpoint that fairseq would load unchecked; endist does not load such models"
                 )
 
@@ -223,6 +223,10 @@ def trained_dictionary_paths(state: Mapping[str, Any]) -> Tuple[Optional[str], L
     return first_dir, [os.path.join(first_dir, f"dict.{src}.txt"), os.path.join(first_dir, f"dict.{tgt}.txt")]
 
 
+def _noun(flag: str) -> str:
+    return "teacher checkpoint" if flag == "--ensemble-paths" else "checkpoint"
+
+
 def _symbols(path: str) -> List[str]:
     from fairseq.data import Dictionary
 
@@ -248,7 +252,7 @@ def check_checkpoint_dictionaries(
         if dict_path is None or not os.path.isfile(dict_path):
             where = dict_path or (f"{data_dir} (no language pair found there)" if data_dir else "(no task.data recorded)")
             message = (
-                f"{flag}: checkpoint {path}: cannot find the {side} dictionary it was trained with: {where}; "
+                f"{flag}: {_noun(flag)} {path}: cannot find the {side} dictionary it was trained with: {where}; "
                 f"its symbols cannot be compared with the data's"
             )
             if not allow_unverified:
@@ -258,7 +262,7 @@ def check_checkpoint_dictionaries(
         symbols = _symbols(dict_path)
         if symbols != list(dictionary.symbols):
             raise CheckpointDictionaryError(
-                f"{flag}: checkpoint {path} was trained with a different {side} dictionary "
+                f"{flag}: {_noun(flag)} {path} was trained with a different {side} dictionary "
                 f"({dict_path}, {len(symbols)} symbols) than the data ({len(dictionary)} symbols; "
                 f"{first_difference(symbols, list(dictionary.symbols))})"
             )
@@ -267,7 +271,7 @@ def check_checkpoint_dictionaries(
         key = f"{module}.embed_tokens.weight"
         if key in model_state and model_state[key].shape[0] != len(dictionary):
             raise CheckpointDictionaryError(
-                f"{flag}: checkpoint {path} does not match the data's {side} dictionary: "
+                f"{flag}: {_noun(flag)} {path} does not match the data's {side} dictionary: "
                 f"its {module} embedding has {model_state[key].shape[0]} rows but the {side} dictionary "
                 f"has {len(dictionary)} symbols (models must be trained on the same binarised dictionaries)"
             )

@@ -21,7 +21,7 @@ from endist_seq.checkpoint_safety import (
     check_checkpoint_dictionaries,
     is_safe_literal,
 )
-from seq_helpers import distill_cmd, load_checkpoint_state, run
+from seq_helpers import distill_cmd, load_checkpoint_state, run, setup_distillation_task
 
 
 def _one_line_error(proc, *needles: str) -> str:
@@ -45,9 +45,17 @@ def test_teacher_config_that_fairseq_would_eval_runs_no_code(tmp_path, toy_data_
 
 
 def test_teacher_trained_on_reordered_dictionary_is_refused(tmp_path, toy_data_bin, teacher_checkpoints):
+    """The toy teachers record no languages (``task.source_lang`` None): they are inferred and the symbols compared."""
     reordered = reordered_dictionary_checkpoint(teacher_checkpoints[1], toy_data_bin, tmp_path / "reordered.pt")
-    proc = run(distill_cmd(toy_data_bin, tmp_path / "save", [teacher_checkpoints[0], reordered], max_update=1))
-    _one_line_error(proc, str(reordered), "different source dictionary", "first difference at index 0")
+    task, cfg = setup_distillation_task(toy_data_bin, [teacher_checkpoints[0], reordered])
+    with pytest.raises(CheckpointDictionaryError) as err:
+        task.build_criterion(cfg.criterion)
+    message = str(err.value)
+    assert message.startswith(f"--ensemble-paths: teacher checkpoint {reordered} was trained with a different source")
+    assert "first difference at index 4" in message and "\n" not in message
+    task, cfg = setup_distillation_task(toy_data_bin, teacher_checkpoints)  # the real teachers still load
+    task.build_criterion(cfg.criterion)
+    assert len(task.teachers) == len(teacher_checkpoints)
 
 
 # ---------------------------------------------------------------- in-process checks of the same functions

@@ -1,8 +1,9 @@
 """NaN/Inf values of endist's float flags are refused, naming the flag (issue 11.8, seq side).
 
 In-process for every float field of the task and criterion configs (each check is
-what the task/criterion constructor runs), plus one real ``fairseq-train`` run that
-must stop at start-up with one ``error:`` line.
+what the task/criterion constructor runs); fairseq-generate's side (``--model-offset nan``,
+``--nbest-temperature inf``, ``--lenpen nan``) is in ``test_generate_safety_and_output.py``,
+and the one-line ``error:`` ending of a fairseq tool in ``test_checkpoint_safety.py``.
 """
 
 import math
@@ -15,7 +16,7 @@ from endist_seq.criterions.sequence_distribution_distillation import SequenceDis
 from endist_seq.errors import EndistUserError, FlagError, float_fields
 from endist_seq.tasks.ensemble_distillation import EnsembleDistillationConfig, build_schedule
 from endist_seq.tasks.translation_uncertainty import TranslationUncertaintyConfig, _validate
-from seq_helpers import distill_cmd, run
+from seq_helpers import setup_distillation_task
 
 TASK_FLOATS = sorted(set(float_fields(EnsembleDistillationConfig)) | set(float_fields(TranslationUncertaintyConfig)))
 CRITERION_FLOATS = float_fields(SequenceDistributionDistillationConfig)
@@ -46,8 +47,9 @@ def test_criterion_float_flags(name, value):
     assert DistillationCriterionConfig
 
 
-def test_fairseq_train_refuses_nan_init_temp(tmp_path, toy_data_bin, teacher_checkpoints):
-    proc = run(distill_cmd(toy_data_bin, tmp_path / "save", teacher_checkpoints, extra=["--init-temp", "nan"], max_update=1))
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1] == "error: --init-temp must be a finite number, got nan"
-    assert not (tmp_path / "save").exists() or not list((tmp_path / "save").glob("*.pt"))
+@pytest.mark.parametrize("flag", ["--init-temp", "--final-temp", "--model-offset", "--target-offset", "--xent-weight"])
+def test_fairseq_train_parsing_refuses_nan(flag, toy_data_bin, teacher_checkpoints):
+    """fairseq-train's own parsing and setup, in-process: the task or criterion refuses the value, naming the flag."""
+    with pytest.raises(FlagError, match=f"^{flag} must be a finite number, got nan$"):
+        task, cfg = setup_distillation_task(toy_data_bin, teacher_checkpoints, flag, "nan")
+        task.build_criterion(cfg.criterion)

@@ -11,7 +11,7 @@ import pytest
 from endist_seq.errors import FlagError, endist_excepthook, install_excepthook
 from endist_seq.eval_cli import main as eval_main
 from endist_seq.generation.output import AtomicJsonlWriter, _host_tag
-from seq_helpers import REPO, run
+from seq_helpers import REPO
 
 
 def _dead_pid() -> int:
@@ -55,14 +55,6 @@ def test_excepthook_prints_endist_errors_in_one_line_and_passes_others_on(monkey
     assert capsys.readouterr().err == "error: --init-temp must be a finite number\n"
     endist_excepthook(KeyError, KeyError("x"), None)
     assert seen == [KeyError]
-
-
-def test_fairseq_tool_ends_with_one_line_for_an_endist_error(tmp_path: Path) -> None:
-    """The plugin installs the hook on import, as ``--user-dir endist_seq`` does inside fairseq's tools."""
-    code = "import endist_seq\nfrom endist_seq.errors import FlagError\nraise FlagError('--x is bad')\n"
-    proc = run([sys.executable, "-c", code])
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == "error: --x is bad"
-    assert "Traceback" not in proc.stderr
 
 
 def test_no_unrestricted_unpickling_in_seq_code() -> None:
