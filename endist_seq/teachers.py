@@ -23,7 +23,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from endist_seq.checkpoint_safety import check_checkpoint_config, check_checkpoint_dictionaries
+from endist_seq.checkpoint_safety import (
+    check_checkpoint_config,
+    check_checkpoint_dictionaries,
+    require_weights_only_loading,
+)
 from endist_seq.errors import EndistUserError
 
 logger = logging.getLogger(__name__)
@@ -84,6 +88,7 @@ def load_teacher(path: str, task: Any) -> torch.nn.Module:
     """
     from fairseq import checkpoint_utils, models
 
+    require_weights_only_loading()
     if not os.path.exists(path):
         raise TeacherCheckpointError(f"--ensemble-paths: teacher checkpoint {path} does not exist")
     if not os.path.isfile(path):

@@ -68,3 +68,14 @@ def test_no_unrestricted_unpickling_in_seq_code() -> None:
                     if pattern.search(line):
                         offenders.append(f"{path.relative_to(REPO)}:{lineno}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_refuses_to_run_when_torch_would_unpickle_code(monkeypatch) -> None:
+    """fairseq's own ``torch.load`` calls use torch's default, weights-only unless this variable is set."""
+    from endist_seq.checkpoint_safety import UnsafeCheckpointError, require_weights_only_loading
+
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+    require_weights_only_loading()
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(UnsafeCheckpointError, match="TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set"):
+        require_weights_only_loading()
