@@ -35,7 +35,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig
 from omegaconf import II
 
-from endist_seq.errors import FlagError, check_finite_flags, float_fields
+from endist_seq.errors import FlagError, check_finite_flags
 from endist_seq.tasks.translation_uncertainty import TranslationUncertaintyTask
 from endist_seq.teachers import EnsembleBatch, TeacherCheckpointError, TeacherEnsemble, split_paths
 from shared.schedules import TemperatureAnnealing
