@@ -23,10 +23,17 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from endist_seq.checkpoint_safety import (
+    check_checkpoint_config,
+    check_checkpoint_dictionaries,
+    require_weights_only_loading,
+)
+from endist_seq.errors import EndistUserError
+
 logger = logging.getLogger(__name__)
 
 
-class TeacherCheckpointError(ValueError):
+class TeacherCheckpointError(EndistUserError):
     """A teacher checkpoint is missing, unreadable, or incompatible with the student."""
 
 
@@ -47,6 +54,10 @@ class EnsembleBatch:
     temperature: float
 
 
+#: the flag named in this module's error messages
+FLAG = "--ensemble-paths"
+
+
 def split_paths(spec: str) -> List[str]:
     """``"a.pt,b.pt"`` → ``["a.pt", "b.pt"]`` (empty items dropped)."""
     return [p.strip() for p in (spec or "").split(",") if p.strip()]
@@ -65,62 +76,19 @@ def _checkpoint_cfg(path: str, state: Dict[str, Any]) -> Any:
     return cfg
 
 
-def _first_difference(a: Sequence[str], b: Sequence[str]) -> str:
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return f"first difference at index {i}: {x!r} vs {y!r}"
-    return f"sizes {len(a)} vs {len(b)}"
-
-
-def _check_dictionaries(path: str, cfg: Any, state: Dict[str, Any], task: Any) -> None:
-    """Teacher must use the student's source and target dictionaries.
-
-    Two checks: (1) the embedding tables in the checkpoint must have one row per
-    symbol of the student's dictionaries; (2) when the teacher's own dictionary
-    files are still where its training config says (``task.data`` with its
-    language pair), their symbols must equal the student's, in order.
-    """
-    sides = (("source", task.source_dictionary, "encoder"), ("target", task.target_dictionary, "decoder"))
-    task_cfg = getattr(cfg, "task", None)
-    data = getattr(task_cfg, "data", None) if task_cfg is not None else None
-    langs = (getattr(task_cfg, "source_lang", None), getattr(task_cfg, "target_lang", None)) if task_cfg else (None, None)
-    if data and None not in langs:
-        from fairseq.data import Dictionary
-
-        first_dir = str(data).split(":")[0]
-        for (side, dictionary, _), lang in zip(sides, langs):
-            dict_path = os.path.join(first_dir, f"dict.{lang}.txt")
-            if not os.path.isfile(dict_path):
-                logger.warning("teacher %s: its %s dictionary %s is not available; checking sizes only", path, side, dict_path)
-                continue
-            teacher_dict = Dictionary.load(dict_path)
-            if teacher_dict.symbols != dictionary.symbols:
-                raise TeacherCheckpointError(
-                    f"--ensemble-paths: teacher checkpoint {path} was trained with a different {side} dictionary "
-                    f"({dict_path}, {len(teacher_dict)} symbols) than the student ({len(dictionary)} symbols; "
-                    f"{_first_difference(teacher_dict.symbols, dictionary.symbols)})"
-                )
-    model_state = state["model"]
-    for side, dictionary, module in sides:
-        key = f"{module}.embed_tokens.weight"
-        if key in model_state and model_state[key].shape[0] != len(dictionary):
-            raise TeacherCheckpointError(
-                f"--ensemble-paths: teacher checkpoint {path} does not match the student's {side} dictionary: "
-                f"its {module} embedding has {model_state[key].shape[0]} rows but the {side} dictionary of the "
-                f"training data has {len(dictionary)} symbols (teachers must be trained on the same binarised "
-                f"dictionaries as the student)"
-            )
-
-
 def load_teacher(path: str, task: Any) -> torch.nn.Module:
     """Load one teacher checkpoint as an eval-mode, no-grad model built for ``task``'s dictionaries.
 
     Raises:
         TeacherCheckpointError: missing/unreadable file, not a model checkpoint,
-            dictionary mismatch, or weights that do not fit the architecture.
+            or weights that do not fit the architecture.
+        UnsafeCheckpointError: a config field fairseq would ``eval()`` is not a literal.
+        CheckpointDictionaryError: the teacher's dictionaries differ from the student's
+            (or cannot be found, unless ``--allow-unverified-dictionaries``).
     """
     from fairseq import checkpoint_utils, models
 
+    require_weights_only_loading()
     if not os.path.exists(path):
         raise TeacherCheckpointError(f"--ensemble-paths: teacher checkpoint {path} does not exist")
     if not os.path.isfile(path):
@@ -132,7 +100,12 @@ def load_teacher(path: str, task: Any) -> torch.nn.Module:
             f"--ensemble-paths: cannot read teacher checkpoint {path}: {type(err).__name__}: {err}"
         ) from err
     cfg = _checkpoint_cfg(path, state)
-    _check_dictionaries(path, cfg, state, task)
+    # before any model is built: no config string that fairseq eval()s may hold code,
+    # and the teacher's dictionaries (symbols, in order) must be the student's
+    check_checkpoint_config(path, state, FLAG)
+    check_checkpoint_dictionaries(
+        path, state, task, FLAG, allow_unverified=bool(getattr(task.cfg, "allow_unverified_dictionaries", False))
+    )
     # models.build_model, not task.build_model: the translation task's build_model
     # would also (re)build its BLEU sequence generator around the teacher.
     model = models.build_model(cfg.model, task, from_checkpoint=True)

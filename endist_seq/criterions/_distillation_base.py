@@ -35,6 +35,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from omegaconf import II
 from torch import Tensor
 
+from endist_seq.errors import FlagError, check_finite_flags, float_fields
 from endist_seq.teachers import EnsembleBatch
 from shared.dirichlet import ProxyTarget, proxy_target
 from shared.uncertainty import alphas_from_logits
@@ -65,15 +66,16 @@ class DistillationCriterionConfig(FairseqDataclass):
 
 
 def validate_common(cfg: DistillationCriterionConfig) -> None:
-    """Reject impossible option values with messages that name the flag."""
+    """Reject impossible option values (NaN/Inf included) with messages that name the flag."""
+    check_finite_flags(cfg, [*float_fields(DistillationCriterionConfig), "central_smoothing"])
     if cfg.xent_weight < 0:
-        raise ValueError(f"--xent-weight must be >= 0, got {cfg.xent_weight}")
+        raise FlagError(f"--xent-weight must be >= 0, got {cfg.xent_weight}")
     if not 0.0 <= cfg.label_smoothing < 1.0:
-        raise ValueError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
+        raise FlagError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
     if cfg.model_offset < 0:
-        raise ValueError(f"--model-offset must be >= 0, got {cfg.model_offset}")
+        raise FlagError(f"--model-offset must be >= 0, got {cfg.model_offset}")
     if cfg.target_offset < 0:
-        raise ValueError(f"--target-offset must be >= 0, got {cfg.target_offset}")
+        raise FlagError(f"--target-offset must be >= 0, got {cfg.target_offset}")
 
 
 class DistillationCriterion(FairseqCriterion):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fairseq.criterions import register_criterion
 from torch import Tensor
 
+from endist_seq.errors import FlagError
 from endist_seq.criterions._distillation_base import DistillationCriterion, DistillationCriterionConfig
 from shared.dirichlet import ProxyTarget
 from shared.losses import dirichlet_nll_loss
@@ -34,7 +35,7 @@ class SequenceDistributionDistillation(DistillationCriterion):
     def __init__(self, cfg: SequenceDistributionDistillationConfig, task) -> None:
         super().__init__(cfg, task)
         if not 0.0 <= cfg.central_smoothing < 1.0:
-            raise ValueError(f"--central-smoothing must be in [0, 1), got {cfg.central_smoothing}")
+            raise FlagError(f"--central-smoothing must be in [0, 1), got {cfg.central_smoothing}")
         self.smoothing = float(cfg.central_smoothing)
 
     def distillation_loss(self, logits: Tensor, teacher_log_probs: Tensor, temperature: float, target: ProxyTarget) -> Tensor:

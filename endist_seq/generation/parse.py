@@ -140,7 +140,15 @@ def read_generate_output(path: str, require_references: bool = False) -> List[Ge
     if not os.path.isfile(path):
         raise GenerateOutputError(f"{path}: no such file")
     reader = read_jsonl_output if path.endswith(".jsonl") else read_text_output
-    by_id = reader(path)
+    try:
+        by_id = reader(path)
+    except UnicodeDecodeError as err:
+        raise GenerateOutputError(
+            f"{path}: not a text file (byte {err.start}: invalid UTF-8); expected a fairseq-generate output or "
+            "an --uncertainty-jsonl file"
+        ) from None
+    except OSError as err:
+        raise GenerateOutputError(f"{path}: cannot read: {err.strerror or err}") from None
     scored = [s for s in by_id.values() if s.measures]
     if not scored:
         raise GenerateOutputError(

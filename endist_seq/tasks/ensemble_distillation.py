@@ -33,7 +33,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig
+from omegaconf import II
 
+from endist_seq.errors import FlagError, check_finite_flags
 from endist_seq.tasks.translation_uncertainty import TranslationUncertaintyTask
 from endist_seq.teachers import EnsembleBatch, TeacherCheckpointError, TeacherEnsemble, split_paths
 from shared.schedules import TemperatureAnnealing
@@ -57,16 +59,19 @@ class EnsembleDistillationConfig(_ParentConfig):  # type: ignore[misc, valid-typ
     final_temp: float = field(default=1.0, metadata={"help": "temperature after annealing"})
     anneal_start: int = field(default=0, metadata={"help": "update at which the temperature starts to decay"})
     anneal_end: int = field(default=0, metadata={"help": "update at which the temperature reaches --final-temp"})
+    # --model-offset belongs to the criterion here; fairseq's parser skips a "${...}" default without help
+    model_offset: Optional[float] = II("criterion.model_offset")
 
 
 def build_schedule(cfg: Any) -> TemperatureAnnealing:
     """TemperatureAnnealing from the task flags, with errors that name the flags."""
+    check_finite_flags(cfg, ["init_temp", "final_temp"])
     if cfg.init_temp <= 0 or cfg.final_temp <= 0:
-        raise ValueError(f"--init-temp and --final-temp must be > 0, got {cfg.init_temp} and {cfg.final_temp}")
+        raise FlagError(f"--init-temp and --final-temp must be > 0, got {cfg.init_temp} and {cfg.final_temp}")
     if cfg.anneal_start < 0:
-        raise ValueError(f"--anneal-start must be >= 0, got {cfg.anneal_start}")
+        raise FlagError(f"--anneal-start must be >= 0, got {cfg.anneal_start}")
     if cfg.anneal_end < cfg.anneal_start:
-        raise ValueError(f"--anneal-end ({cfg.anneal_end}) must be >= --anneal-start ({cfg.anneal_start})")
+        raise FlagError(f"--anneal-end ({cfg.anneal_end}) must be >= --anneal-start ({cfg.anneal_start})")
     return TemperatureAnnealing(
         initial=cfg.init_temp,
         final=cfg.final_temp,
@@ -77,7 +82,7 @@ def build_schedule(cfg: Any) -> TemperatureAnnealing:
 
 def _ensemble_dtype(cfg: Any) -> Optional[torch.dtype]:
     if cfg.fp16_ensemble and cfg.bf16_ensemble:
-        raise ValueError("--fp16-ensemble and --bf16-ensemble are mutually exclusive")
+        raise FlagError("--fp16-ensemble and --bf16-ensemble are mutually exclusive")
     if cfg.fp16_ensemble:
         return torch.float16
     if cfg.bf16_ensemble:
@@ -100,15 +105,10 @@ class EnsembleDistillationTask(TranslationUncertaintyTask):
         # generation, and that must not need the teacher files.
         self.teachers: Optional[TeacherEnsemble] = None
 
-    @classmethod
-    def add_args(cls, parser) -> None:
-        """Parent's flags (translation + uncertainty) and this task's, from the config dataclass."""
-        super().add_args(parser)
-
     def build_criterion(self, cfg, from_checkpoint: bool = False):
         criterion = super().build_criterion(cfg, from_checkpoint=from_checkpoint)
         if not getattr(criterion, "needs_ensemble", False):
-            raise ValueError(
+            raise FlagError(
                 f"--task ensemble_distillation needs an endist distillation criterion "
                 f"(forward_kl_mean_distillation, sequence_distribution_distillation, "
                 f"dirichlet_proxy_distillation, rkl_dirichlet_proxy_distillation); got --criterion {cfg._name}"

@@ -27,34 +27,64 @@ How the lines get into fairseq-generate's output without patching fairseq:
   (fairseq's ``EnsembleModel`` that also keeps the encoder outputs for the re-scoring);
 * :meth:`inference_step` (called by ``fairseq_cli.generate._main`` once per
   batch, *before* that batch's ``H-`` lines are printed) stores the batch's
-  results (formatted only when printed). The output stream is ``_main``'s
-  ``output_file`` local (stdout, or the ``--results-path`` file), read from the calling frame; when ``inference_step``
-  is called by anything else (e.g. validation BLEU during training) no lines
-  are printed (results are still attached to the hypothesis dicts);
+  results (formatted only when printed);
 * :meth:`get_batch_iterator` wraps the batch iterator so that requesting the
   next batch first prints the previous batch's lines, and exhausting it prints
   the last ones and commits the JSONL file. The ``U-`` lines of a batch thus
   follow that batch's ``H-`` lines, before fairseq's final BLEU line.
 
+Where the lines go (:meth:`TranslationUncertaintyTask.uncertainty_stream`), decided from the
+configuration only, through fields that fairseq fills by interpolation from the
+root config (``generate_path = II("common_eval.path")``, ``generate_results_path``,
+``generate_subset``, ``generate_quiet``; fairseq's own ``II`` mechanism, no flags):
+
+* ``--uncertainty-output FILE`` (``-`` = stdout): that file, written atomically;
+* otherwise fairseq-generate's own output: stdout, or with ``--results-path R``
+  the file ``R/generate-<subset>.txt``, which fairseq-generate holds open while it
+  generates. The lines are appended through a duplicate of fairseq's own file
+  descriptor of that file (:class:`~endist_seq.generation.output.SharedOutputFile`,
+  found by device/inode among this process's open descriptors), so both share one
+  file offset and fairseq's next line follows ours; if no such descriptor is open
+  (fairseq called in some other way) the run stops asking for ``--uncertainty-output``;
+* nothing with ``--quiet`` or ``--no-uncertainty-lines``, and nothing outside
+  fairseq-generate/-interactive (no ``--path``: e.g. validation BLEU during
+  training), where the results are still attached to each hypothesis dict.
+
+Before fairseq builds a model from a ``--path`` checkpoint, :meth:`build_model`
+checks every ``--path`` checkpoint (:mod:`endist_seq.checkpoint_safety`): no
+config field that fairseq ``eval()``s may hold anything but a literal, and the
+checkpoint's training dictionaries must be the data's.
+
 Subclasses (``ensemble_distillation``) inherit every flag except
-``--model-offset``, which their criterions declare themselves (argparse would
-otherwise keep this task's default and override the criterion's); its value
-still reaches ``cfg.model_offset`` through the shared namespace.
+``--model-offset``, which their criterions declare themselves: their config
+redeclares ``model_offset`` as ``II("criterion.model_offset")``, which fairseq's
+parser generator skips (a field "added elsewhere"), and the value reaches
+``cfg.model_offset`` from the shared namespace.
 """
 
 # no "from __future__ import annotations": fairseq reads the config field types at runtime
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from fairseq.dataclass import ChoiceEnum
-from fairseq.dataclass.utils import gen_parser_from_dataclass
+from fairseq.dataclass.configs import GenerationConfig
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
 
-from endist_seq.generation.output import AtomicJsonlWriter, UncertaintyReporter, check_output_path
+from endist_seq.checkpoint_safety import (
+    check_checkpoint_config,
+    check_checkpoint_dictionaries,
+    check_model_config,
+    peek_checkpoint,
+    require_weights_only_loading,
+)
+from endist_seq.errors import FlagError, check_finite_flags, config_value, float_fields
+from endist_seq.generation.output import AtomicJsonlWriter, SharedOutputFile, UncertaintyReporter, check_output_path
 from endist_seq.generation.scorer import HypothesisScorer
 from endist_seq.generation.sequence_generator import DirichletMeanModel, RecordingEnsembleModel, UncertaintyGenerator
 
@@ -106,20 +136,26 @@ class TranslationUncertaintyConfig(TranslationConfig):
     no_uncertainty_lines: bool = field(
         default=False, metadata={"help": "do not print U-/UT-/UW- lines (e.g. with --uncertainty-jsonl only)"}
     )
-
-
-class _FilteredConfig:
-    """Factory of a dataclass instance whose parser arguments omit some fields."""
-
-    @staticmethod
-    def make(dc_cls: type, skip: Sequence[str]) -> Any:
-        skipped = frozenset(skip)
-
-        class Filtered(dc_cls):  # type: ignore[misc, valid-type]
-            def _get_all_attributes(self) -> List[str]:
-                return [k for k in super()._get_all_attributes() if k not in skipped]
-
-        return Filtered()
+    uncertainty_output: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "write the U-/UT-/UW- lines to this file (written atomically at the end; '-' = stdout) "
+            "instead of fairseq-generate's output (stdout or --results-path's generate-<subset>.txt)"
+        },
+    )
+    allow_unverified_dictionaries: bool = field(
+        default=False,
+        metadata={
+            "help": "accept a checkpoint (--path, --ensemble-paths) whose training dictionaries cannot be found, "
+            "checking only the dictionary sizes (default: refuse it)"
+        },
+    )
+    # filled by interpolation from fairseq's root config (no flags: fairseq's parser skips "${...}" defaults)
+    generate_path: Optional[str] = II("common_eval.path")
+    generate_results_path: Optional[str] = II("common_eval.results_path")
+    generate_subset: Optional[str] = II("dataset.gen_subset")
+    generate_quiet: Any = II("common_eval.quiet")
+    generate_lm_path: Optional[str] = II("generation.lm_path")
 
 
 @register_task("translation_uncertainty", dataclass=TranslationUncertaintyConfig)
@@ -130,20 +166,52 @@ class TranslationUncertaintyTask(TranslationTask):
 
     def __init__(self, cfg: TranslationUncertaintyConfig, src_dict: Any, tgt_dict: Any) -> None:
         super().__init__(cfg, src_dict, tgt_dict)
+        require_weights_only_loading()  # before fairseq loads any --path / --ensemble-paths checkpoint
         _validate(cfg)
         #: training metadata of each checkpoint loaded by fairseq, in --path order (None: not recorded)
         self.checkpoint_students: List[Optional[Dict[str, Any]]] = []
         self._reporter: Optional[UncertaintyReporter] = None
+        self._checkpoints_checked = False
+        self._models_built_from_checkpoints = 0
 
-    # ------------------------------------------------------------------ flags
-    @classmethod
-    def add_args(cls, parser: Any) -> None:
-        """Flags of the task's config dataclass; subclasses leave ``--model-offset`` to their criterions."""
-        dc = getattr(cls, "__dataclass", None) or TranslationUncertaintyConfig
-        if cls is TranslationUncertaintyTask:
-            gen_parser_from_dataclass(parser, dc())
-        else:
-            gen_parser_from_dataclass(parser, _FilteredConfig.make(dc, ["model_offset"]))
+    # ------------------------------------------------------------------ root-config values
+    def _root_value(self, name: str) -> Any:
+        """A ``generate_*`` field resolved from fairseq's root config (None where it is not set or not resolvable)."""
+        return config_value(self.cfg, name)
+
+    def generate_paths(self) -> List[str]:
+        """The ``--path`` checkpoints of fairseq-generate/-interactive (empty outside them)."""
+        from fairseq import utils
+
+        spec = self._root_value("generate_path")
+        return [p for p in utils.split_paths(spec)] if isinstance(spec, str) and spec else []
+
+    # ------------------------------------------------------------------ checkpoint checks
+    def build_model(self, cfg: Any, from_checkpoint: bool = False) -> Any:
+        """fairseq's model; for a checkpoint (``--path``), only after :mod:`endist_seq.checkpoint_safety` accepted it."""
+        if from_checkpoint:
+            self.check_checkpoints_before_build(cfg)
+        return super().build_model(cfg, from_checkpoint)
+
+    def check_checkpoints_before_build(self, model_cfg: Any) -> None:
+        """Before the first model is built: check every ``--path`` (and ``--lm-path``) checkpoint file
+        (config fields fairseq evaluates, training dictionaries); always: the model config fairseq passes in."""
+        paths = self.generate_paths()
+        if not self._checkpoints_checked:
+            self._checkpoints_checked = True
+            allow = bool(getattr(self.cfg, "allow_unverified_dictionaries", False))
+            for path in paths:
+                if os.path.isfile(path):
+                    state = peek_checkpoint(path)
+                    check_checkpoint_config(path, state, "--path")
+                    check_checkpoint_dictionaries(path, state, self, "--path", allow_unverified=allow)
+            lm_path = self._root_value("generate_lm_path")
+            if isinstance(lm_path, str) and os.path.isfile(lm_path):
+                check_checkpoint_config(lm_path, peek_checkpoint(lm_path), "--lm-path")
+        k = self._models_built_from_checkpoints
+        self._models_built_from_checkpoints += 1
+        label = paths[k] if k < len(paths) else f"#{k + 1} (loaded by fairseq)"
+        check_model_config(label, model_cfg, "--path")
 
     # ------------------------------------------------------------------ training metadata
     def build_criterion(self, cfg: Any, from_checkpoint: bool = False) -> Any:
@@ -153,7 +221,7 @@ class TranslationUncertaintyTask(TranslationTask):
         dirichlet = getattr(criterion, "student_is_dirichlet", None)
         if dirichlet is None:
             dirichlet = name in DIRICHLET_CRITERIONS
-        offset = getattr(criterion, "model_offset", getattr(cfg, "model_offset", None))
+        offset = getattr(criterion, "model_offset", config_value(cfg, "model_offset"))
         self.state.merge_state_dict(
             {
                 STUDENT_STATE_KEY: {
@@ -175,7 +243,7 @@ class TranslationUncertaintyTask(TranslationTask):
     def resolve_model_kind(self, num_models: int) -> tuple:
         """``(kind, model_offset)`` for the ``num_models`` checkpoints of ``--path`` (see module docstring)."""
         requested = str(getattr(self.cfg, "uncertainty_model", "auto"))
-        flag_offset = getattr(self.cfg, "model_offset", None)
+        flag_offset = config_value(self.cfg, "model_offset")
         metas = self.checkpoint_students[-num_models:] if len(self.checkpoint_students) >= num_models else []
         meta = metas[0] if num_models == 1 and metas else None
         recorded = meta.get("model_offset") if meta and meta.get("dirichlet") else None
@@ -189,11 +257,11 @@ class TranslationUncertaintyTask(TranslationTask):
         else:
             kind = requested
         if kind == "ensemble" and num_models < 2:
-            raise ValueError(f"--uncertainty-model ensemble needs several checkpoints in --path (a.pt:b.pt), got {num_models}")
+            raise FlagError(f"--uncertainty-model ensemble needs several checkpoints in --path (a.pt:b.pt), got {num_models}")
         if kind in ("dirichlet", "single") and num_models != 1:
-            raise ValueError(f"--uncertainty-model {kind} needs exactly one checkpoint in --path, got {num_models}")
+            raise FlagError(f"--uncertainty-model {kind} needs exactly one checkpoint in --path, got {num_models}")
         if getattr(self.cfg, "dirichlet_mean_decoding", False) and kind != "dirichlet":
-            raise ValueError(f"--dirichlet-mean-decoding needs a Dirichlet student, but the models are read as {kind!r}")
+            raise FlagError(f"--dirichlet-mean-decoding needs a Dirichlet student, but the models are read as {kind!r}")
         offset = 0.0
         if kind == "dirichlet":
             if flag_offset is not None:
@@ -206,7 +274,7 @@ class TranslationUncertaintyTask(TranslationTask):
             elif recorded is not None:
                 offset = float(recorded)
             else:
-                raise ValueError(
+                raise FlagError(
                     "--uncertainty-model dirichlet: give --model-offset (the value used in training); "
                     "the checkpoint has no endist training record"
                 )
@@ -235,6 +303,7 @@ class TranslationUncertaintyTask(TranslationTask):
             # plain SequenceGenerator: give it fairseq's EnsembleModel subclass that keeps the
             # encoder outputs, so the re-scoring does not run the encoders a second time
             generator_models = RecordingEnsembleModel(search_models)
+        check_finite_flags(args, float_fields(GenerationConfig))
         inner = super().build_generator(
             generator_models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs,
             prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
@@ -258,7 +327,7 @@ class TranslationUncertaintyTask(TranslationTask):
     def inference_step(self, generator: Any, models: List[Any], sample: Dict[str, Any], prefix_tokens: Any = None, constraints: Any = None) -> Any:
         hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens, constraints=constraints)
         if isinstance(generator, UncertaintyGenerator):
-            reporter = self._get_reporter(sys._getframe(1))
+            reporter = self._get_reporter()
             if reporter is not None:
                 self._report(reporter, generator, sample, hypos)
         return hypos
@@ -270,24 +339,34 @@ class TranslationUncertaintyTask(TranslationTask):
         return epoch_iter
 
     # ------------------------------------------------------------------ output
-    def _get_reporter(self, caller: Any) -> Optional[UncertaintyReporter]:
-        """The reporter of this run, created on the first batch from fairseq-generate's ``_main`` frame."""
+    def _get_reporter(self) -> Optional[UncertaintyReporter]:
+        """The reporter of this run, created on the first batch (see the module docstring for the stream)."""
         if self._reporter is not None:
             return None if self._reporter.closed else self._reporter
-        stream = None
-        frame, depth = caller, 0
-        while frame is not None and depth < 4 and not _is_generate_main(frame):
-            frame, depth = frame.f_back, depth + 1  # tolerate subclasses whose inference_step calls ours
-        if frame is not None and _is_generate_main(frame):
-            cfg = frame.f_locals.get("cfg")
-            quiet = bool(getattr(getattr(cfg, "common_eval", None), "quiet", False))
-            if not quiet and not self.cfg.no_uncertainty_lines:
-                stream = frame.f_locals.get("output_file")
+        stream = self.uncertainty_stream()
         jsonl = AtomicJsonlWriter(self.cfg.uncertainty_jsonl) if self.cfg.uncertainty_jsonl else None
         if stream is None and jsonl is None:
             return None
         self._reporter = UncertaintyReporter(stream, jsonl)
         return self._reporter
+
+    def uncertainty_stream(self) -> Any:
+        """Where the ``U-``/``UT-``/``UW-`` lines go: ``--uncertainty-output``, else fairseq-generate's output."""
+        if not self.generate_paths() or self.cfg.no_uncertainty_lines:
+            return None  # not fairseq-generate/-interactive (e.g. validation during training), or lines off
+        output = getattr(self.cfg, "uncertainty_output", None)
+        if output == "-":
+            return sys.stdout
+        if output:
+            return AtomicJsonlWriter(output, "--uncertainty-output")
+        if self._root_value("generate_quiet"):
+            return None
+        results = self._root_value("generate_results_path")
+        if results is None:
+            return sys.stdout  # fairseq-generate prints to sys.stdout without --results-path
+        return SharedOutputFile.of_open_file(
+            os.path.join(results, f"generate-{self._root_value('generate_subset')}.txt"), "--results-path"
+        )
 
     def _report(self, reporter: UncertaintyReporter, generator: UncertaintyGenerator, sample: Dict[str, Any], hypos: Any) -> None:
         tgt_dict = self.target_dictionary
@@ -312,32 +391,30 @@ class TranslationUncertaintyTask(TranslationTask):
             self._reporter.close()
 
 
-def _is_generate_main(frame: Any) -> bool:
-    """Whether ``frame`` runs ``fairseq_cli.generate._main`` (whose ``output_file`` receives the H- lines)."""
-    return frame.f_code.co_name == "_main" and frame.f_globals.get("__name__") == "fairseq_cli.generate"
-
-
 def _validate(cfg: Any) -> None:
-    """Reject bad flag values early, naming the flag."""
+    """Reject bad flag values early, naming the flag (:class:`~endist_seq.errors.FlagError`)."""
+    check_finite_flags(cfg, float_fields(TranslationUncertaintyConfig))
     compute = bool(getattr(cfg, "compute_uncertainty", False))
     temp = getattr(cfg, "nbest_temperature", 1.0)
     if temp is not None and not float(temp) > 0:
-        raise ValueError(f"--nbest-temperature must be > 0, got {temp}")
-    offset = getattr(cfg, "model_offset", None)
+        raise FlagError(f"--nbest-temperature must be > 0, got {temp}")
+    offset = config_value(cfg, "model_offset")
     if offset is not None and float(offset) < 0:
-        raise ValueError(f"--model-offset must be >= 0, got {offset}")
+        raise FlagError(f"--model-offset must be >= 0, got {offset}")
     for flag, attr in (
         ("--uncertainty-jsonl", "uncertainty_jsonl"),
+        ("--uncertainty-output", "uncertainty_output"),
         ("--dirichlet-mean-decoding", "dirichlet_mean_decoding"),
         ("--no-uncertainty-lines", "no_uncertainty_lines"),
     ):
         if getattr(cfg, attr, None) and not compute:
-            raise ValueError(f"{flag} needs --compute-uncertainty")
+            raise FlagError(f"{flag} needs --compute-uncertainty")
     if compute and str(getattr(cfg, "uncertainty_model", "auto")) not in ("auto", "ensemble", "dirichlet", "single"):
-        raise ValueError(f"--uncertainty-model must be auto, ensemble, dirichlet or single, got {cfg.uncertainty_model}")
-    path = getattr(cfg, "uncertainty_jsonl", None)
-    if path:
-        check_output_path(path, "--uncertainty-jsonl")
+        raise FlagError(f"--uncertainty-model must be auto, ensemble, dirichlet or single, got {cfg.uncertainty_model}")
+    for flag, attr in (("--uncertainty-jsonl", "uncertainty_jsonl"), ("--uncertainty-output", "uncertainty_output")):
+        path = getattr(cfg, attr, None)
+        if path and path != "-":
+            check_output_path(path, flag)
 
 
 class _ReportingIterator:

@@ -112,11 +112,28 @@ def distill_cmd(
     ]
 
 
+def setup_distillation_task(data: Path, teachers: Sequence[Path], *extra: str):
+    """``(task, cfg)`` of ``fairseq-train`` with :func:`distill_cmd`'s arguments, parsed and set up in-process.
+
+    fairseq's own parser and ``tasks.setup_task`` (the task's flag checks run);
+    ``task.build_criterion(cfg.criterion)`` then loads the teachers as training would.
+    """
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    argv = distill_cmd(data, data.parent / "unused_save", teachers, max_update=1)[1:]
+    args = options.parse_args_and_arch(options.get_training_parser(), [*argv, *extra])
+    cfg = convert_namespace_to_omegaconf(args)
+    return tasks.setup_task(cfg.task), cfg
+
+
 def load_checkpoint_state(path: Path) -> Dict[str, object]:
-    """``torch.load`` one of this run's own checkpoints (trusted, so no weights-only restriction)."""
+    """``torch.load`` a fairseq checkpoint weights-only (fairseq's config objects allow-listed by ``endist_seq``)."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    import endist_seq  # noqa: F401  (registers the safe globals)
+
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def model_params(path: Path) -> Dict[str, "object"]:
