@@ -5,8 +5,10 @@ Private module (leading underscore: not auto-registered).  :class:`MultiMemberMe
 :class:`endist_vision.methods.Method`:
 
 * the perturbation options of :class:`DistillConfig` (``perturbation: none|gaussian|ods|confods|tdiv_sdiv``,
-  ``perturbation_gamma`` γ, ``perturbation_temperature`` (null: the distillation temperature τ, as
-  p_T(x; τ) in [LatentBE] eq. 35), ``confods_confidence``, ``tdiv_shared_pair``) applied to the raw
+  ``perturbation_gamma`` γ, ``perturbation_temperature`` (null: for ODS/ConfODS the distillation
+  temperature τ, as p_T(x; τ) in [LatentBE] eq. 35 and the Diversity-Matters code; for TDiv−SDiv T = 1,
+  as the untempered p_T(x), p_S(x) of eqs. 13–14 and the authors' ``loss_fn_perturb`` on the raw
+  log-confidences), ``confods_confidence``, ``tdiv_shared_pair``) applied to the raw
   [0, 1] batch before the distillation loss (:mod:`endist_vision.perturbations`); when one is active the
   teacher runs online on the perturbed batch;
 * ``perturbation_inputs: clean_and_perturbed``: the batch becomes ``[x; x̃]`` (2B rows, one student
@@ -52,7 +54,7 @@ class DistillConfig:
     ce_weight: float = 0.0  # 1 − α of [LatentBE] eq. 26: weight of the label cross-entropy (0: pure distillation)
     perturbation: PerturbationKind = "none"  # input perturbation ([LatentBE] §3.2)
     perturbation_gamma: float = 1.0  # ‖δ‖₂ = γ·√D/255
-    perturbation_temperature: float | None = None  # τ of p_T(x; τ) in eq. 35 / 36; null: `temperature`
+    perturbation_temperature: float | None = None  # T of the perturbation objective; null: τ for ODS (eq. 35), 1 for TDiv−SDiv (eqs. 13–14)
     confods_confidence: ConfidenceSource = "teacher"  # ConfODS scale: chosen teacher at τ | ensemble mean at T=1
     tdiv_shared_pair: bool = True  # TDiv−SDiv: one (i, j) for teachers and student (Alg. 2 line 4)
     perturbation_inputs: Literal["perturbed", "clean_and_perturbed"] = "perturbed"  # CE on x, distill on x̃
@@ -71,8 +73,11 @@ class DistillConfig:
 
     @property
     def effective_perturbation_temperature(self) -> float:
-        """τ of the perturbation objective: ``perturbation_temperature``, or the distillation temperature."""
-        return self.temperature if self.perturbation_temperature is None else self.perturbation_temperature
+        """Temperature of the perturbation objective: ``perturbation_temperature`` if set, else the
+        distillation τ for ODS/ConfODS (p_T(x; τ), [LatentBE] eq. 35) and 1 for TDiv−SDiv (eqs. 13–14)."""
+        if self.perturbation_temperature is not None:
+            return self.perturbation_temperature
+        return 1.0 if self.perturbation == "tdiv_sdiv" else self.temperature
 
 
 def check_members(members: int | None) -> None:

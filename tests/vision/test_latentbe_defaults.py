@@ -6,7 +6,7 @@ items 1–4, 7–9), each checked against a hand computation from the paper's fo
 2. BN recalibration after the merge is opt-in: by default the merged net equals the factor-averaged BE;
 3. TDiv−SDiv uses one (i, j) pair for the teacher and the student terms (Alg. 2 line 4);
 4. L = (1 − w)·L_distill + w·CE (eq. 26, w = 1 − α) for every distillation method;
-7. ODS uses p_T(x; τ) at the distillation temperature τ (eq. 35);
+7. ODS uses p_T(x; τ) at the distillation temperature τ (eq. 35); TDiv−SDiv stays at T = 1 (eqs. 13–14);
 8. ConfODS scales the step by the chosen teacher's max probability at τ;
 9. ``perturbation_inputs: clean_and_perturbed``: CE on x, distillation on x̃.
 """
@@ -275,6 +275,19 @@ def test_ods_and_confods_use_the_distillation_temperature_and_chosen_teacher(kin
         conf = torch.softmax(teachers(x), -1).mean(1).max(-1).values
         eps = gamma * math.sqrt(D) / 255
         torch.testing.assert_close((got_old - x).norm(dim=1), eps * conf, rtol=1e-4, atol=1e-6)
+
+
+def test_tdiv_sdiv_stays_at_temperature_one_by_default() -> None:
+    """eqs. 13–14 use the untempered p_T(x), p_S(x) (authors' code: raw log-confidences), whatever τ."""
+    teachers, student = LinearTeachers(3, 5), LinearTeachers(3, 6)
+    x = torch.rand(B, D) * 0.5 + 0.25
+    method = _method("latentbe", temperature=4.0, perturbation="tdiv_sdiv", perturbation_gamma=8.0)
+    got = method.perturb(x, student=student, teacher=teachers, step=0)
+    for t, same in ((1.0, True), (4.0, False)):
+        want = tdiv_sdiv(x, teachers, student, 8.0, t, generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(got, want, atol=1e-6) is same
+    tempered = _method("latentbe", temperature=4.0, perturbation="tdiv_sdiv", perturbation_temperature=4.0)
+    assert tempered.config.effective_perturbation_temperature == 4.0
 
 
 # ---- item 9 ------------------------------------------------------------------------------------
