@@ -8,12 +8,21 @@ where D is the number of input dimensions (App. B.4: every perturbation is scale
 size of Gaussian noise with σ = γ/255, i.e. γ = 1 is one grey level per pixel).  Directions ``d``:
 
 * ``gaussian``: d = z ~ N(0, I)                                       (eq. 34, normalised)
-* ``ods``: d = ∇ₓ wᵀ p_{T_m}(x; τ), w ~ U(−1, 1)^K, one random teacher m  (eq. 4 / 35)
-* ``confods``: ODS with the step scaled per example by the teacher-ensemble confidence
-  max_k p̄_k(x) (Nam et al. 2021; we use the ensemble-mean confidence)
+* ``ods``: d = ∇ₓ wᵀ p_{T_m}(x; τ), w ~ U(−1, 1)^K, one random teacher m  (eq. 4 / 35); τ is the
+  distillation temperature (the methods pass ``method_args.temperature`` unless
+  ``perturbation_temperature`` is set), as in the Diversity-Matters reference code
+  (``projects/Diversity-Matters/scripts/train_student.py`` of cs-giung/giung2: ``softmax(logits / kd_temperature)``).
+* ``confods``: ODS with the step scaled per example by the confidence of the *chosen* teacher at τ,
+  max_k p_{T_m}(x; τ)_k (Nam et al. 2021; same reference code: ``eps *= max(y)`` with ``y`` the tempered
+  probabilities of teacher m).  ``confidence="ensemble_mean"`` gives the former behaviour of this
+  package: the teacher-ensemble mean's confidence max_k p̄_k(x) at T = 1.
 * ``tdiv_sdiv``: d = ∇ₓ [KL(sg(p_{T_i}) ‖ p_{T_j}) − KL(sg(p_{S_i}) ‖ p_{S_j})]    (eqs. 12–14)
-  for one random ordered pair i ≠ j of teachers and of student members; the student is put in
-  evaluation mode while δ is computed (its mode is restored afterwards).
+  for one random ordered pair i ≠ j drawn once and used for the teachers *and* the student members
+  ([LatentBE] Alg. 2 line 4 samples one (i, j); the authors' code cs-giung/distill-latentbe
+  ``train_KD_LatentBE_TDivSDiv.py`` picks both pairs with the same key).  When the teacher and student
+  member counts differ (no one-to-one pairing) or ``shared_pair=False``, the student pair is drawn on
+  its own (the former behaviour).  The student is put in evaluation mode while δ is computed (its mode
+  is restored afterwards).
 
 The teacher ensemble and a multi-member student are callables ``x → logits [B, M, K]``
 (``endist_vision.models.wrappers``: ensembles, BE and Hydra networks; the teacher through
@@ -64,9 +73,20 @@ def _grad(objective: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return g
 
 
+ConfidenceSource = Literal["teacher", "ensemble_mean"]
+
+
 def ods(x: torch.Tensor, teachers: Logits, gamma: float, temperature: float = 1.0,
-        confidence: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-    """ODS / ConfODS step (eq. 35): direction ∇ₓ wᵀ p_{T_m}(x; τ), w ~ U(−1,1)^K per example, one random m."""
+        confidence: bool = False, generator: torch.Generator | None = None,
+        confidence_source: ConfidenceSource = "teacher") -> torch.Tensor:
+    """ODS / ConfODS step (eq. 35): direction ∇ₓ wᵀ p_{T_m}(x; τ), w ~ U(−1,1)^K per example, one random m.
+
+    ``confidence``: ConfODS, step × max_k p_{T_m}(x; τ)_k of the chosen teacher m (``confidence_source=
+    "teacher"``, Diversity-Matters reference code) or × max_k p̄_k(x) of the ensemble mean at T = 1
+    (``"ensemble_mean"``, the former default here).
+    """
+    if confidence_source not in ("teacher", "ensemble_mean"):
+        raise ValueError(f"confidence_source must be teacher|ensemble_mean, got {confidence_source!r}")
     xg = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         logits = teachers(xg).float()
@@ -75,7 +95,9 @@ def ods(x: torch.Tensor, teachers: Logits, gamma: float, temperature: float = 1.
         w = (torch.rand(probs.shape, generator=generator) * 2 - 1).to(probs.device)
         g = _grad((w * probs).sum(), xg)
     scale = None
-    if confidence:  # teacher-ensemble confidence max_k p̄_k(x) at T = 1
+    if confidence and confidence_source == "teacher":  # chosen teacher's confidence at τ
+        scale = probs.detach().max(-1).values
+    elif confidence:  # teacher-ensemble mean's confidence max_k p̄_k(x) at T = 1
         scale = F.softmax(logits.detach(), dim=-1).mean(1).max(-1).values
     return apply_step(x, g, gamma, scale)
 
@@ -96,11 +118,14 @@ def pair_divergence(logits_i: torch.Tensor, logits_j: torch.Tensor, temperature:
 
 
 def tdiv_sdiv(x: torch.Tensor, teachers: Logits, student: Logits | None, gamma: float,
-              temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+              temperature: float = 1.0, generator: torch.Generator | None = None,
+              shared_pair: bool = True) -> torch.Tensor:
     """TDiv − SDiv step ([LatentBE] eq. 36): ascend teacher pair divergence, descend student pair divergence.
 
     ``student`` returns ``[B, M_s, K]``; with ``None`` (or a single-member student) only the TDiv term
-    is used.  The student is evaluated in eval mode while δ is computed.
+    is used.  One ordered pair (i, j) serves both terms ([LatentBE] Alg. 2 line 4) when ``shared_pair``
+    and M_s = M_T; otherwise the student pair is drawn separately.  The student is evaluated in eval mode
+    while δ is computed.
     """
     xg = x.detach().clone().requires_grad_(True)
     was_training = isinstance(student, nn.Module) and student.training
@@ -114,7 +139,8 @@ def tdiv_sdiv(x: torch.Tensor, teachers: Logits, student: Logits | None, gamma: 
             if student is not None:
                 s = student(xg)
                 if s.dim() == 3 and s.shape[1] >= 2:
-                    si, sj = _pair(s.shape[1], generator)
+                    same = shared_pair and s.shape[1] == t.shape[1]
+                    si, sj = (ti, tj) if same else _pair(s.shape[1], generator)
                     objective = objective - pair_divergence(s[:, si], s[:, sj], temperature).sum()
             g = _grad(objective, xg)
     finally:
@@ -124,8 +150,10 @@ def tdiv_sdiv(x: torch.Tensor, teachers: Logits, student: Logits | None, gamma: 
 
 
 def perturb(kind: PerturbationKind, x: torch.Tensor, teachers: Logits, student: Logits | None,
-            gamma: float, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Dispatch on ``kind`` (one of :data:`PERTURBATIONS`); ``"none"`` returns ``x`` unchanged."""
+            gamma: float, temperature: float = 1.0, generator: torch.Generator | None = None, *,
+            confidence_source: ConfidenceSource = "teacher", shared_pair: bool = True) -> torch.Tensor:
+    """Dispatch on ``kind`` (one of :data:`PERTURBATIONS`); ``"none"`` returns ``x`` unchanged.
+    ``confidence_source``: ConfODS scale (:func:`ods`); ``shared_pair``: TDiv−SDiv pairing (:func:`tdiv_sdiv`)."""
     if kind == "none":
         return x
     if gamma < 0:
@@ -133,9 +161,10 @@ def perturb(kind: PerturbationKind, x: torch.Tensor, teachers: Logits, student: 
     if kind == "gaussian":
         return gaussian(x, gamma, generator)
     if kind in ("ods", "confods"):
-        return ods(x, teachers, gamma, temperature, confidence=kind == "confods", generator=generator)
+        return ods(x, teachers, gamma, temperature, confidence=kind == "confods", generator=generator,
+                   confidence_source=confidence_source)
     if kind == "tdiv_sdiv":
-        return tdiv_sdiv(x, teachers, student, gamma, temperature, generator)
+        return tdiv_sdiv(x, teachers, student, gamma, temperature, generator, shared_pair=shared_pair)
     raise ValueError(f"perturbation must be one of {', '.join(PERTURBATIONS)}, got {kind!r}")
 
 

@@ -1,5 +1,9 @@
 """``end``: Ensemble Distillation — match the ensemble mean at temperature T (default 2.5,
-[EnD2] App. A.2): L = T²·KL(p̄_T ‖ q_T) ([EnD2] eq. 5), via :func:`shared.losses.ensemble_kd_loss`."""
+[EnD2] App. A.2): L = T²·KL(p̄_T ‖ q_T) ([EnD2] eq. 5), via :func:`shared.losses.ensemble_kd_loss`.
+
+``ce_weight`` w (default 0: pure distillation, as [EnD2]) mixes in the label cross-entropy of
+[LatentBE] eq. 26: L = (1 − w)·T²·KL + w·H[y, q] with w = 1 − α (:mod:`endist_vision.methods._labels`;
+the [LatentBE] recipe sets α, τ per data set)."""
 
 from __future__ import annotations
 
@@ -8,11 +12,16 @@ from dataclasses import dataclass
 from shared.losses import ensemble_kd_loss
 
 from . import Method, register_method
+from ._labels import check_ce_weight, mix_ce
 
 
 @dataclass
 class EnDConfig:
     temperature: float = 2.5  # T of the tempered teacher mean and student
+    ce_weight: float = 0.0  # 1 − α of [LatentBE] eq. 26 (0: pure distillation)
+
+    def __post_init__(self) -> None:
+        check_ce_weight(self.ce_weight)
 
 
 @register_method("end")
@@ -22,7 +31,8 @@ class EnD(Method):
     config: EnDConfig
 
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
-        return ensemble_kd_loss(student_out, teacher_log_probs, temperature=self.config.temperature)
+        kd = ensemble_kd_loss(student_out, teacher_log_probs, temperature=self.config.temperature)
+        return mix_ce(kd, self.config.ce_weight, student_out, labels)
 
     def log_values(self, step):  # type: ignore[override]
         return {"distill/temperature": self.config.temperature}

@@ -1,7 +1,11 @@
 """``end2``: Ensemble Distribution Distillation — Dirichlet NLL of the members' predictions
 ([EnD2] eq. 8, 11) with central smoothing γ = 1e-4 (eq. 12) and temperature annealing (§3.1,
 App. A.2): T = T₀ = 10 for the first half-cycle (``hold_frac`` of the steps), then linear to 1 over
-``decay_frac`` of the steps, then 1. α = exp(z) (offset 0) at evaluation."""
+``decay_frac`` of the steps, then 1. α = exp(z) (offset 0) at evaluation.
+
+``ce_weight`` w (default 0: pure distillation, as [EnD2]): L = (1 − w)·NLL + w·H[y, α/α₀], the
+cross-entropy of the expected categorical, in the form of [LatentBE] eq. 26
+(:mod:`endist_vision.methods._labels`)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from shared.losses import dirichlet_nll_loss
 from shared.schedules import TemperatureAnnealing
 
 from . import Method, register_method
+from ._labels import check_ce_weight, mix_ce
 
 
 @dataclass
@@ -20,6 +25,10 @@ class EnD2Config:
     decay_frac: float = 1 / 3  # fraction of the steps of the linear decay T₀ → 1
     smoothing: float = 1e-4  # central smoothing γ ([EnD2] eq. 12)
     model_offset: float = 0.0  # α = exp(z) + offset
+    ce_weight: float = 0.0  # weight of the label cross-entropy of α/α₀ (0: pure distillation)
+
+    def __post_init__(self) -> None:
+        check_ce_weight(self.ce_weight)
 
 
 @register_method("end2")
@@ -43,13 +52,14 @@ class EnD2(Method):
         return float(self.schedule(step))
 
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
-        return dirichlet_nll_loss(
+        nll = dirichlet_nll_loss(
             student_out,
             teacher_log_probs,
             temperature=self.temperature(step),
             smoothing=self.config.smoothing,
             model_offset=self.config.model_offset,
         )
+        return mix_ce(nll, self.config.ce_weight, student_out, labels, dirichlet_offset=self.config.model_offset)
 
     def dirichlet_offset(self) -> float:
         return self.config.model_offset

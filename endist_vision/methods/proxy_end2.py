@@ -1,7 +1,11 @@
 """``proxy_end2``: Proxy-Dirichlet distillation ([Proxy] §3–4): the ensemble is summarised by a
 proxy Dirichlet β = p̄·β̂₀ + 1 (Minka's estimate of the precision, [Proxy] eq. 17) and the student
 Dir(α), α = exp(z) + 1, minimises the reverse KL[Dir(α)‖Dir(β)] (``direction="forward"`` optional),
-via :func:`shared.losses.proxy_dirichlet_loss`. Offsets 1 on both sides ([Proxy] §4)."""
+via :func:`shared.losses.proxy_dirichlet_loss`. Offsets 1 on both sides ([Proxy] §4).
+
+``ce_weight`` w (default 0: pure distillation, as [Proxy]): L = (1 − w)·KL + w·H[y, α/α₀], the
+cross-entropy of the expected categorical, in the form of [LatentBE] eq. 26
+(:mod:`endist_vision.methods._labels`)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Literal
 from shared.losses import proxy_dirichlet_loss
 
 from . import Method, register_method
+from ._labels import check_ce_weight, mix_ce
 
 
 @dataclass
@@ -21,6 +26,10 @@ class ProxyEnD2Config:
     estimator: Literal["mkl", "epkl"] = "mkl"  # precision estimate of the proxy target
     normalize: bool = True  # divide the loss by the target precision
     temperature: float = 1.0  # teacher temperature
+    ce_weight: float = 0.0  # weight of the label cross-entropy of α/α₀ (0: pure distillation)
+
+    def __post_init__(self) -> None:
+        check_ce_weight(self.ce_weight)
 
 
 @register_method("proxy_end2")
@@ -32,7 +41,7 @@ class ProxyEnD2(Method):
 
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
         c = self.config
-        return proxy_dirichlet_loss(
+        kl = proxy_dirichlet_loss(
             student_out,
             teacher_log_probs,
             direction=c.direction,
@@ -42,6 +51,7 @@ class ProxyEnD2(Method):
             normalize=c.normalize,
             temperature=c.temperature,
         )
+        return mix_ce(kl, c.ce_weight, student_out, labels, dirichlet_offset=c.model_offset)
 
     def dirichlet_offset(self) -> float:
         return self.config.model_offset

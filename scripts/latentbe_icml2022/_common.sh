@@ -28,14 +28,31 @@ else
   OOD_FOR="c10_wrn28x1 c100_wrn28x4 tim_r18 tim_wrn28x4"
   RUNTIME_SETTING="${RUNTIME_SETTING:-c100_wrn28x4}"   # Table 5: WRN28x4 on CIFAR-100, DE-4 students
 fi
-# Student rows of Tables 2/3/6/7: LABEL|overrides (temperature and perturbation step: method defaults)
+# Student rows of Tables 2/3/6/7: LABEL|overrides. (α, τ) per data set come from the setting's config
+# (recipe_student_args below); perturbation step γ = 1 (‖δ‖ = √D/255, App. B.4) = the method default.
+# ConfODS rows train on clean and perturbed inputs (CE on x, KD on x̃) as the Diversity-Matters reference
+# code; TDiv-SDiv rows on the perturbed inputs only, as the LatentBE code (cs-giung/distill-latentbe).
 STUDENTS=("KD|method=end"
           "AE-KD|method=aekd"
           "Proxy-EnD2|method=proxy_end2"
           "KD+LatentBE|method=latentbe"
-          "+ConfODS|method=latentbe method_args.perturbation=confods distill.teacher_mode=online"
+          "+ConfODS|method=latentbe method_args.perturbation=confods method_args.perturbation_inputs=clean_and_perturbed distill.teacher_mode=online"
           "+TDiv-SDiv|method=latentbe method_args.perturbation=tdiv_sdiv distill.teacher_mode=online"
           "KD+BE|method=batchensemble method_args.objective=head"
-          "BE+ConfODS|method=batchensemble method_args.objective=head method_args.perturbation=confods distill.teacher_mode=online"
+          "BE+ConfODS|method=batchensemble method_args.objective=head method_args.perturbation=confods method_args.perturbation_inputs=clean_and_perturbed distill.teacher_mode=online"
           "BE+TDiv-SDiv|method=batchensemble method_args.objective=head method_args.perturbation=tdiv_sdiv distill.teacher_mode=online")
+_LATENTBE_CONFIGS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../endist_vision/configs" && pwd)"
+# recipe_student_args SETTING LABEL (called by de_distill): the `# kd_args:` line of the setting's config
+# ([LatentBE] App. B.4 eq. 26: τ and ce_weight = 1 − α per data set) for every student but Proxy-EnD2, and the
+# `# latentbe_args:` line (λ) for the LatentBE rows.
+recipe_student_args() {
+  local entry n c file
+  for entry in "${SETTINGS[@]}"; do
+    IFS='|' read -r n c _ <<<"$entry"
+    [[ "$n" == "$1" ]] && file="$_LATENTBE_CONFIGS/$c.yaml"
+  done
+  [[ -n "${file:-}" && -f "$file" ]] || return 0
+  [[ "$2" == Proxy-EnD2 ]] || sed -n 's/^# kd_args: //p' "$file"
+  case "$2" in KD+LatentBE|+ConfODS|+TDiv-SDiv) sed -n 's/^# latentbe_args: //p' "$file" ;; esac
+}
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/de_recipe.sh"

@@ -11,6 +11,8 @@
 #   EXTRA      overrides appended to every `train` (smoke: tiny model, 2 steps)
 #   OOD        evaluate --ood specs (may be empty); OOD_FOR: the settings that get them (default: all)
 #   STANDINS   smoke mode: the stand-in sets `python scripts/lib/standins.py` writes into DATA_DIR
+#   recipe_student_args SETTING LABEL  (optional function) extra overrides of one student of one setting,
+#              e.g. the per-data-set (α, τ) of [LatentBE] App. B.4; LABEL "Single KD" for that baseline
 # In smoke mode DATA_DIR is OUT_DIR/standins, filled by de_prepare with digits in the real on-disk layouts,
 # so the real loaders (cifar10/100, cifar10_c/100_c, imagenet) run.
 if [[ "$SMOKE" == 1 ]]; then export DATA_DIR="$OUT_DIR/standins"; fi
@@ -23,6 +25,7 @@ TEACHER_COL="${TEACHER_COL:-DE-%s}"
 data_args() { echo "data.root=$DATA_DIR/$1"; }   # data_args DATA_SUBDIR
 run_dir() { echo "$OUT_DIR/$1/$2"; }             # run_dir SETTING RUN
 slug() { echo "$1" | tr -c 'A-Za-z0-9\n' '_'; }  # label -> directory name
+student_args() { if declare -F recipe_student_args >/dev/null; then recipe_student_args "$@"; fi; }  # SETTING LABEL
 
 # read_setting ENTRY: sets name cfg sub members sizes shift labels
 read_setting() { IFS='|' read -r name cfg sub members sizes shift labels <<<"$1"; }
@@ -76,15 +79,16 @@ de_distill() {
     teacher="$(run_dir "$name" ensemble)"
     if [[ "$BASELINES" == 1 ]]; then   # Single KD = KD from the first member only
       step "$name: Single KD"
+      # shellcheck disable=SC2046
       vision train --config "$cfg" --out "$(run_dir "$name" single_kd)" method=end method_args.members=null \
-        distill.teacher="$teacher" distill.teacher_members=1 $(data_args "$sub") "${EXTRA[@]}"
+        $(student_args "$name" "Single KD") distill.teacher="$teacher" distill.teacher_members=1 $(data_args "$sub") "${EXTRA[@]}"
     fi
     for m in $sizes; do
       while IFS= read -r st; do
         label="${st%%|*}"; over="${st#*|}"
         step "$name: DE-$m → $label"
         # shellcheck disable=SC2086
-        vision train --config "$cfg" --out "$(run_dir "$name" "de$m/$(slug "$label")")" $over method_args.members=null \
+        vision train --config "$cfg" --out "$(run_dir "$name" "de$m/$(slug "$label")")" $over $(student_args "$name" "$label") method_args.members=null \
           distill.teacher="$teacher" distill.teacher_members="$m" $(data_args "$sub") "${EXTRA[@]}"
       done < <(students_of "$labels")
     done

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENTBE_COLS = ["Base", "Single-KD", "DE-2", "KD", "AE-KD", "Proxy-EnD2", "KD+LatentBE", "+ConfODS", "+TDiv-SDiv",
@@ -117,6 +118,24 @@ def test_latentbe_students_use_requested_methods(smoke_runs):
     base = json.loads((out / "c10_wrn28x1" / "ensemble" / "eval_base" / "eval.json").read_text())
     assert (teacher["num_members"], base["num_members"]) == (2, 1)
 
+
+
+def test_latentbe_students_get_the_paper_alpha_tau(smoke_runs):
+    """[LatentBE] App. B.4 (α, τ) = (1, 4) for CIFAR from the config's `# kd_args:` line (not Proxy-EnD2),
+    λ from `# latentbe_args:`, ConfODS rows on clean and perturbed inputs (issue 13 items 4, 9)."""
+    out, rc, log = smoke_runs["latentbe_icml2022"]
+    assert rc == 0, log[-4000:]
+    d = out / "c10_wrn28x1" / "de2"
+    args = {run: yaml.safe_load((d / run / "config.yaml").read_text())["method_args"]
+            for run in ("KD", "AE_KD", "Proxy_EnD2", "_ConfODS", "_TDiv_SDiv", "BE_ConfODS")}
+    for run in ("KD", "AE_KD", "_ConfODS", "_TDiv_SDiv", "BE_ConfODS"):
+        assert (args[run]["temperature"], args[run]["ce_weight"]) == (4.0, 0.0), run
+    assert "ce_weight" not in args["Proxy_EnD2"] and args["Proxy_EnD2"].get("temperature", 1.0) == 1.0
+    assert args["_TDiv_SDiv"]["fast_weight_decay"] == 5e-4 and "fast_weight_decay" not in args["BE_ConfODS"]
+    assert args["_ConfODS"]["perturbation_inputs"] == args["BE_ConfODS"]["perturbation_inputs"] == "clean_and_perturbed"
+    assert args["_TDiv_SDiv"].get("perturbation_inputs", "perturbed") == "perturbed"
+    single = yaml.safe_load((out / "c10_wrn28x1" / "single_kd" / "config.yaml").read_text())["method_args"]
+    assert single["temperature"] == 4.0
 
 def test_be_students_objectives(smoke_runs):
     out, rc, log = smoke_runs["batchensemble_distill"]

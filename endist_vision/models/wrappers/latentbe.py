@@ -3,16 +3,21 @@
 * Initialisation (Alg. 2 line 1): ``r_m = s_m = 1`` for all members.
 * Prior (§3.1, Alg. 2 line 8): ``r_m, s_m ~ N(1, 1/λ)``, i.e. the update
   ``r_m ← r_m − η∇ℓ_m − ηλ(r_m − 1)``.  Implemented by storing ``r = 1 + fast_r`` and giving the
-  fast-weight parameter group a plain weight decay ``λ`` (decays ``fast_r`` to 0, hence ``r`` to 1).
+  fast-weight parameter group a plain weight decay ``λ`` (decays ``fast_r`` to 0, hence ``r`` to 1);
+  the ``latentbe`` method scales the fast-weight gradients by M so that they are ∇ℓ_m, not the
+  (1/M)∇ℓ_m of the member-mean loss (``endist_vision.methods.latentbe``).
 * Merge (Alg. 2 line 12, eq. 5): ``θ ← θ ∘ (1/M) Σ_m r_m s_mᵀ`` per layer and ``b ← (1/M) Σ_m b_m``.
   The result is the original plain network class (``nn.Conv2d``/``nn.Linear`` layers), i.e. exactly
   single-model inference cost.
 
 Batch norm: BE networks here share their BatchNorm layers across members, so the merged network
 keeps them unchanged; its evaluation-mode output equals the BE network evaluated in ``averaged``
-mode (factor-averaged layers, same BN statistics) to numerical precision.  The running statistics
-were gathered on member activations, not on the averaged ones; :func:`recalibrate_batchnorm`
-re-estimates them on training batches (as in SWA's ``bn_update``) when asked.
+mode (factor-averaged layers, same BN statistics) to numerical precision.  This is what [LatentBE]
+Alg. 2 line 12 returns and what the authors' code evaluates (cs-giung/distill-latentbe: ``step_val``
+averages r and s and keeps ``batch_stats``).  The running statistics were gathered on member
+activations, not on the averaged ones; :func:`recalibrate_batchnorm` re-estimates them on training
+batches (as in SWA's ``bn_update``) when asked (``latentbe`` method: opt-in
+``bn_recalibration_batches``); the equality above then no longer holds.
 """
 
 from __future__ import annotations
