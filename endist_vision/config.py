@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
         "num_classes": None,     # optional check against the data set
         "val_size": 150,
         "split_seed": 0,
+        "val_split": "auto",     # auto (the data set's paper split) | random | last | last_per_class
         "image_size": None,
         "augment": "none",       # none | cifar | shift | imagenet
         "aux": None,             # AUX transfer data (name or {name, root}); used by distillation methods
@@ -242,6 +243,8 @@ def validate(cfg: dict[str, Any]) -> None:
         (t["schedule"] != "onecycle" or not (we or ws),
          "train.warmup_epochs/warmup_steps: schedule=onecycle has its own warm-up (pct_start); use train.schedule=cosine|constant"),
         (cfg["distill"]["teacher_mode"] in ("cached", "online"), "distill.teacher_mode must be cached|online"),
+        (cfg["data"].get("val_split", "random") in ("auto", "random", "last", "last_per_class"),
+         f"data.val_split must be auto|random|last|last_per_class, got {cfg['data'].get('val_split')!r}"),
     ]
     for ok, msg in checks:
         if not ok:

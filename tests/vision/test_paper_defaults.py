@@ -82,3 +82,52 @@ def test_warmup_in_a_real_run_and_exact_resume(tmp_path: Path) -> None:
     res = train(copy.deepcopy(cfg), tmp_path / "cut", resume=True)
     assert [h["lr"] for h in res["history"]] == lrs
     assert [h["loss"] for h in res["history"]] == [h["loss"] for h in full["history"]]
+
+
+# ---- item 6: the paper's validation splits ([LatentBE] App. B.1) ----------------------------------------
+def test_cifar_default_split_is_exactly_the_last_val_size_images(tmp_path: Path) -> None:
+    from data_helpers import standins
+
+    from endist_vision.data import get_loader, load_dataset
+
+    root = standins.write_cifar(tmp_path, per_class=4)
+    src = get_loader("cifar10", "data.name")(str(root), flag="data.root")
+    n, k = len(src.train), 7
+    data = {**DEFAULTS["data"], "name": "cifar10", "root": str(root), "val_size": k}
+    bundle = load_dataset(data, with_ood=False)  # data.val_split: auto -> last for CIFAR
+    assert np.array_equal(bundle.val.x, src.train.x[n - k:]) and torch.equal(bundle.val.y, src.train.y[n - k:])
+    assert np.array_equal(bundle.train.x, src.train.x[: n - k])
+    rnd = load_dataset({**data, "val_split": "random"}, with_ood=False)  # today's split stays reachable
+    perm = np.random.default_rng(0).permutation(n)
+    assert torch.equal(rnd.val.y, src.train.y[np.sort(perm[:k])])
+
+
+def _write_tinyimagenet(root: Path, wnids: list[str], per_class: int) -> None:
+    from PIL import Image
+
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(wnids))
+    lines = []
+    for c, w in enumerate(wnids):
+        d = root / "train" / w / "images"
+        d.mkdir(parents=True)
+        for i in range(per_class):  # one flat colour per (class, image): the image identifies itself
+            Image.new("RGB", (8, 8), (40 * c, 20 * i, 100)).save(d / f"{w}_{i}.png")
+        Image.new("RGB", (8, 8), (40 * c, 0, 0)).save(root / "val" / "images" / f"val_{c}.png")
+        lines.append(f"val_{c}.png\t{w}\t0\t0\t8\t8")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines))
+
+
+def test_tinyimagenet_default_split_is_the_last_images_of_every_class(tmp_path: Path) -> None:
+    from endist_vision.data import load_dataset
+
+    _write_tinyimagenet(tmp_path, ["n01", "n02", "n03"], per_class=5)
+    data = {**DEFAULTS["data"], "name": "tinyimagenet", "root": str(tmp_path), "image_size": 8, "val_size": 6}
+    bundle = load_dataset(data, with_ood=False)
+    # 2 per class: images 3 and 4 of each class, colours (40c, 20i, 100)
+    val = bundle.val.get(np.arange(len(bundle.val)), None, None)[0]
+    pairs = sorted((round(float(v[0, 0, 0]) * 255 / 40), round(float(v[1, 0, 0]) * 255 / 20)) for v in val)
+    assert pairs == [(c, i) for c in range(3) for i in (3, 4)]
+    assert sorted(bundle.val.y.tolist()) == [0, 0, 1, 1, 2, 2] and len(bundle.train) == 9
+    with pytest.raises(Exception, match="multiple of the 3 classes"):
+        load_dataset({**data, "val_size": 4}, with_ood=False)
