@@ -131,3 +131,36 @@ def test_tinyimagenet_default_split_is_the_last_images_of_every_class(tmp_path: 
     assert sorted(bundle.val.y.tolist()) == [0, 0, 1, 1, 2, 2] and len(bundle.train) == 9
     with pytest.raises(Exception, match="multiple of the 3 classes"):
         load_dataset({**data, "val_size": 4}, with_ood=False)
+
+
+# ---- item 10: BE student defaults of the uncertainty-baselines BatchEnsemble script ([BE] §4) -------------
+def _method(name: str, over: list[str]):
+    from endist_vision.methods import get_method
+
+    cfg = build_config("digits/individual", [f"method={name}", *over])
+    return get_method(name)(cfg, 10, 100, teacher_members=4)
+
+
+def test_be_student_fast_weights_start_normal_1_half_and_learn_at_half_lr() -> None:
+    from endist_vision.models.layers import split_fast_parameters
+
+    from endist_vision.data import load_dataset
+    from endist_vision.trainer import _make_model_fn
+
+    over = ["model.name=mlp", "model.kwargs={in_features: 64, hidden: 256, depth: 2, width: null}", "method_args.members=4"]
+    method = _method("batchensemble", over)
+    cfg = method.cfg
+    model = method.build_student(_make_model_fn(cfg, load_dataset(cfg["data"], with_ood=False)))
+    _, fast = split_fast_parameters(model)
+    r_s = torch.cat([(p.detach() + 0.0).flatten() for p in fast])  # fast_prior 0: r = fast_r
+    n = r_s.numel()
+    assert n > 4000
+    # N(1, 0.5²): sample mean within 5 standard errors, sample std within 5 s.e. (≈ σ/√(2n))
+    assert abs(float(r_s.mean()) - 1.0) < 5 * 0.5 / math.sqrt(n)
+    assert abs(float(r_s.std()) - 0.5) < 5 * 0.5 / math.sqrt(2 * n)
+    assert float((r_s < 0).float().mean()) == pytest.approx(0.02275, abs=0.01)  # P(N(1, 0.25) < 0) = Φ(−2)
+    groups = method.param_groups(model, 0.1, 5e-4)
+    assert groups[1]["params"] == fast and groups[1]["lr"] == pytest.approx(0.05) and groups[0]["lr"] == 0.1
+    old = _method("batchensemble", [*over, "method_args.fast_init=random_sign", "method_args.fast_lr_mult=1.0"])
+    m2 = old.build_student(_make_model_fn(cfg, load_dataset(cfg["data"], with_ood=False)))
+    assert set(torch.cat([p.detach().flatten() for p in split_fast_parameters(m2)[1]]).tolist()) == {-1.0, 1.0}
