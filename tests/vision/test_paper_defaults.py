@@ -164,3 +164,54 @@ def test_be_student_fast_weights_start_normal_1_half_and_learn_at_half_lr() -> N
     old = _method("batchensemble", [*over, "method_args.fast_init=random_sign", "method_args.fast_lr_mult=1.0"])
     m2 = old.build_student(_make_model_fn(cfg, load_dataset(cfg["data"], with_ood=False)))
     assert set(torch.cat([p.detach().flatten() for p in split_fast_parameters(m2)[1]]).tolist()) == {-1.0, 1.0}
+
+
+# ---- item 12: Hydra phase 1 with its own budget and schedule; the MNIST head [100, 100, 10] ([Hydra] §2–3) -----
+def test_onecycle_lambda_matches_torch_onecycle() -> None:
+    t = {**DEFAULTS["train"], "schedule": "onecycle", "pct_start": 0.3}
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.1)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=30, pct_start=0.3, cycle_momentum=False)
+    want = []
+    for _ in range(30):
+        want.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    got = _lrs(t, 60, 1, phase_starts=(0, 30))  # two phases of 30 steps: the one-cycle runs twice
+    np.testing.assert_allclose(got[:30], want, rtol=1e-9)
+    np.testing.assert_allclose(got[30:], want, rtol=1e-9)
+
+
+def test_hydra_phase1_has_its_own_epochs_and_lr_restart(tmp_path: Path, digits_teacher: Path) -> None:
+    over = [*FAST, "train.log_every=1", f"distill.teacher={digits_teacher}", "train.epochs=1", "train.batch_size=256",
+            "method_args.phase1_epochs=2", "method_args.head_blocks=2", "train.schedule=cosine",
+            "model.kwargs={width: 4, hidden: 8}"]
+    cfg = build_config("digits/hydra", over)
+    res = train(cfg, tmp_path / "hydra")
+    spe = res["steps_per_epoch"]
+    assert res["total_steps"] == 3 * spe  # phase 1: 2 epochs on top of train.epochs = 1
+    phase = [h["hydra/phase"] for h in res["history"]]  # logged with the index of the step just done
+    assert phase == [1.0] * (2 * spe) + [2.0] * spe
+    lrs = [h["lr"] for h in res["history"]]  # LR of the next step: phase 2 starts again at the full lr
+    p1, lr = 2 * spe, cfg["train"]["lr"]
+    np.testing.assert_allclose(lrs[: p1 - 1], [lr * 0.5 * (1 + math.cos(math.pi * s / p1)) for s in range(1, p1)], rtol=1e-9)
+    assert lrs[p1 - 1] == pytest.approx(lr)
+    from endist_vision.checkpoint import load_checkpoint
+
+    assert int(load_checkpoint(tmp_path / "hydra" / "checkpoints" / "final.pt")["model"]["net.active_heads"]) == 4
+
+
+def test_hydra_mnist_recipe_uses_the_paper_head_on_the_member_body() -> None:
+    from endist_vision.models import HydraNet, create_model, raw_net
+
+    cfg = build_config("hydra/mnist/mlp/hydra", [])
+    args = cfg["method_args"]
+    assert args["head_mlp"] == [100, 100] and args["head_blocks"] == 1 and args["phase1_epochs"] >= 1
+    member = raw_net(create_model("mlp", 10, in_channels=1, **cfg["model"]["kwargs"]))
+    net = HydraNet.from_network(member, args["head_blocks"], 3, head_mlp=args["head_mlp"])
+    shape = lambda mod: [(m.in_features, m.out_features) for m in mod.modules() if isinstance(m, nn.Linear)]  # noqa: E731
+    assert shape(net.body) == [(784, 200), (200, 200)]
+    assert all(shape(h) == [(200, 100), (100, 100), (100, 10)] for h in net.heads)
+    x = torch.rand(5, 1, 28, 28)
+    assert net(x).shape == (5, 3, 10)
+    ref = net.heads[1](net.body(x))  # head 1 alone on the body features
+    torch.testing.assert_close(net(x)[:, 1], ref)
