@@ -215,3 +215,47 @@ def test_hydra_mnist_recipe_uses_the_paper_head_on_the_member_body() -> None:
     assert net(x).shape == (5, 3, 10)
     ref = net.heads[1](net.body(x))  # head 1 alone on the body features
     torch.testing.assert_close(net(x)[:, 1], ref)
+
+
+# ---- item 13: AE-KD Gram matrix: per-example sum ([LatentBE] eq. 28 over a batch) or the authors' batch mean ------
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_aekd_batch_mean_gram_is_the_authors_choice_and_differs_from_the_sum() -> None:
+    from scipy.optimize import minimize
+
+    from shared.losses import aekd_weights
+
+    rng = np.random.default_rng(3)
+    b, m, k, tau, cap = 6, 3, 5, 2.0, 0.8
+    z = rng.normal(size=(b, k)) * 2
+    t = np.log(_softmax(rng.normal(size=(b, m, k)) * 3))
+    g = tau * (_softmax(z / tau)[:, None, :] - _softmax(t / tau))  # [B, M, K], dℓ_m/dz by hand
+    grams = {"sum": np.einsum("bmk,bnk->mn", g, g)}
+    gbar = g.mean(0)  # [M, K]
+    grams["batch_mean"] = gbar @ gbar.T
+    got = {}
+    for name, gram in grams.items():
+        res = minimize(lambda w: 0.5 * w @ gram @ w, np.full(m, 1 / m), jac=lambda w: gram @ w, bounds=[(0, cap)] * m,
+                       constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}], method="SLSQP",
+                       options={"ftol": 1e-15, "maxiter": 500})
+        got[name] = aekd_weights(torch.tensor(z), torch.tensor(t), tau, cap, gram=name).numpy()
+        np.testing.assert_allclose(got[name], res.x, atol=1e-5)
+    assert np.abs(got["sum"] - got["batch_mean"]).max() > 1e-2
+    default = aekd_weights(torch.tensor(z), torch.tensor(t), tau, cap).numpy()
+    np.testing.assert_allclose(default, got["sum"], atol=1e-12)  # the paper's objective stays the default
+
+
+def test_aekd_method_passes_its_gram_option() -> None:
+    from shared.losses import aekd_weights
+
+    torch.manual_seed(0)
+    z, t = torch.randn(8, 10) * 2, torch.log_softmax(torch.randn(8, 4, 10) * 3, -1)
+    method = _method("aekd", ["method_args.aekd_gram=batch_mean", "method_args.temperature=2.0"])
+    method.loss(z, t, 0)
+    w = method._last_weights
+    np.testing.assert_allclose(w.numpy(), aekd_weights(z, t, 2.0, 0.6, gram="batch_mean").numpy(), atol=1e-7)
+    with pytest.raises(ConfigError, match="aekd_gram"):
+        _method("aekd", ["method_args.aekd_gram=mean"])
