@@ -347,6 +347,8 @@ def build_state(plan: TrainPlan) -> RunState:
     """Student, optimiser, scheduler and AMP scaler at step 0, or restored from ``plan.checkpoint``."""
     t, info = plan.cfg["train"], plan.info
     model = plan.method.build_student(plan.make_model).to(plan.device)
+    if plan.checkpoint is None and plan.teacher is not None:
+        plan.method.init_from_teacher(model, plan.teacher)  # e.g. BE+INIT; a resumed run loads its weights
     opt = _optimizer(plan.method.param_groups(model, float(t["lr"]), float(t["weight_decay"])), t)
     sched = _scheduler(opt, t, plan.total, plan.steps_per_epoch, plan.method.phase_starts())
     scaler = torch.amp.GradScaler("cuda", enabled=plan.amp_on and t["amp"] == "fp16")

@@ -86,6 +86,9 @@ class Method:
         (``create_model(cfg.model.name, K, **cfg.model.kwargs)``) after seeding its init."""
         return make_model(int(self.cfg["seed"]))
 
+    def init_from_teacher(self, model: nn.Module, teacher: nn.Module) -> None:
+        """Called once on a fresh (not resumed) run with a teacher, after :meth:`build_student` (e.g. BE+INIT)."""
+
     @property
     def num_streams(self) -> int:
         """Independent data streams per step (M for an ensemble trained with separate shuffles)."""

@@ -16,6 +16,9 @@
   per-member biases; here only r and s are scaled). ``fast_init=random_sign`` / ``fast_lr_mult=1`` give Wen et
   al.'s ±1 init and a shared LR. BatchNorm is shared by the members as in that code base (``member_bn=true``:
   one BatchNorm per member).
+* ``teacher_init=true``: BE+INIT ([BE] §4, Tables 1–2) — before the first step the members are set to the
+  rank-one reconstruction of the first M teacher members (alternating least squares, [BE] §2 footnote 1;
+  :meth:`endist_vision.models.BatchEnsembleNet.init_from_members`).
 * Evaluated as an ensemble of its members ``[B, M, K]``.
 * Options: :class:`BatchEnsembleConfig`.
 """
@@ -59,6 +62,8 @@ class BatchEnsembleConfig(BEStudentConfig):
     fast_lr_mult: float = 0.5  # uncertainty-baselines fast_weight_lr_multiplier ([BE] reuses its settings)
     fast_init: Literal["random_sign", "ones", "normal"] = "normal"  # initial r, s: N(1, fast_init_std²) (UB: −0.5)
     fast_init_std: float = 0.5  # std of fast_init=normal
+    member_bn: bool = False  # one BatchNorm per member (default: shared, as in the uncertainty-baselines BE WRN)
+    teacher_init: bool = False  # BE+INIT ([BE] Tables 1-2): rank-one ALS reconstruction of the teacher members
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,10 +89,31 @@ class BatchEnsemble(MultiMemberMethod):
         base = make_model(int(self.cfg["seed"]))
         try:
             net = BatchEnsembleNet.from_plain(raw_net(base), self.resolved_members(), fast_init=self.fast_init(),  # type: ignore[arg-type]
-                                              fast_prior=self.fast_prior, init_std=self.fast_init_std())
+                                              fast_prior=self.fast_prior, init_std=self.fast_init_std(),
+                                              member_bn=bool(getattr(self.config, "member_bn", False)))
         except ValueError as e:
             raise ConfigError(f"model.name={self.cfg['model']['name']} / method_args.fast_init: {e}") from e
         return wrap_like(base, net)
+
+    def init_from_teacher(self, model: nn.Module, teacher: nn.Module) -> None:
+        """``teacher_init``: BE+INIT of [BE] §4 — the student's members start from the first M teacher members
+        (:meth:`BatchEnsembleNet.init_from_members`, [BE] §2 footnote 1). The teacher must be an ensemble run of
+        ``model.name``."""
+        if not getattr(self.config, "teacher_init", False):
+            return
+        members: list[nn.Module] = []
+        for t in getattr(teacher, "models", [teacher]):
+            net = raw_net(t)
+            n = int(getattr(net, "num_members", 1))
+            members += [raw_net(net.member(i)) for i in range(n)] if hasattr(net, "member") else [net]
+        m = self.resolved_members()
+        if len(members) < m:
+            raise ConfigError(f"method_args.teacher_init: the teacher has {len(members)} members, the student {m}")
+        try:
+            raw_net(model).init_from_members(members[:m])
+        except (ValueError, RuntimeError, AttributeError) as e:
+            raise ConfigError(f"method_args.teacher_init: the teacher members are not {self.cfg['model']['name']} "
+                              f"networks of this student's shape ({str(e)[:200]})") from e
 
     def param_groups(self, model, lr, weight_decay):  # type: ignore[no-untyped-def]
         slow, fast = split_fast_parameters(model)

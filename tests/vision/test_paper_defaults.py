@@ -259,3 +259,85 @@ def test_aekd_method_passes_its_gram_option() -> None:
     np.testing.assert_allclose(w.numpy(), aekd_weights(z, t, 2.0, 0.6, gram="batch_mean").numpy(), atol=1e-7)
     with pytest.raises(ConfigError, match="aekd_gram"):
         _method("aekd", ["method_args.aekd_gram=mean"])
+
+
+# ---- item 11: per-member BatchNorm and BE+INIT ([BE] §2 footnote 1, §4) -------------------------------------------
+def _bn_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+
+
+def test_member_batchnorm_normalises_each_member_on_its_own_rows() -> None:
+    from endist_vision.models import BatchEnsembleNet
+
+    torch.manual_seed(0)
+    be = BatchEnsembleNet.from_plain(_bn_net(), 3, fast_init="normal", member_bn=True).train()
+    x = torch.rand(6, 1, 8, 8)
+    members = [be.member(m).train() for m in range(3)]  # plain nets, their own BN, before the forward
+    out = be(x)
+    for m in range(3):  # training mode: member m's BN sees only its 6 rows, exactly like the plain member
+        torch.testing.assert_close(out[:, m], members[m](x), rtol=1e-5, atol=1e-5)
+    means = torch.stack([bn.running_mean for bn in be.body[1].bns])
+    assert float((means[0] - means[1]).abs().max()) > 1e-4  # running statistics kept per member
+    shared = BatchEnsembleNet.from_plain(_bn_net(), 3, fast_init="normal").train()
+    assert isinstance(shared.body[1], nn.BatchNorm2d)  # the default stays the shared BN of the reference code
+    with pytest.raises(ValueError, match="shared BatchNorm"):
+        be.set_mode("averaged")
+
+
+def test_rank_one_factorisation_recovers_exact_be_weights_and_never_increases_the_objective() -> None:
+    from endist_vision.models.layers import factorize_ensemble
+    from endist_vision.models.layers.batchensemble import factorization_error
+
+    g = torch.Generator().manual_seed(1)
+    w0 = torch.randn(6, 5, 3, 3, generator=g, dtype=torch.float64)
+    r, s = 1 + 0.5 * torch.randn(4, 6, generator=g, dtype=torch.float64), 1 + 0.5 * torch.randn(4, 5, generator=g, dtype=torch.float64)
+    exact = torch.stack([w0 * torch.outer(r[i], s[i])[:, :, None, None] for i in range(4)])
+    fw, fr, fs = factorize_ensemble(exact, iters=300)
+    assert factorization_error(exact, fw, fr, fs) < 1e-12 * float((exact ** 2).sum())
+    rand = torch.randn(4, 6, 5, 3, 3, generator=g, dtype=torch.float64)
+    errs = [factorization_error(rand, *factorize_ensemble(rand, iters=i)) for i in (1, 2, 5, 20)]
+    mean_init = float(((rand - rand.mean(0)) ** 2).sum())  # W0 = mean, r = s = 1
+    assert all(a >= b - 1e-9 for a, b in zip([mean_init, *errs], errs)) and errs[-1] < 0.95 * mean_init
+
+
+def test_be_init_from_members_reproduces_factorisable_members() -> None:
+    from endist_vision.models import BatchEnsembleNet
+
+    torch.manual_seed(2)
+    base = _bn_net()
+    members = []
+    for i in range(3):  # members whose weights are exactly W ∘ r_i s_iᵀ, with own biases and BN statistics
+        net = copy.deepcopy(base)
+        with torch.no_grad():
+            for lin in (net[0], net[4]):
+                r, s = 1 + 0.3 * torch.randn(lin.weight.shape[0]), 1 + 0.3 * torch.randn(lin.weight.shape[1])
+                lin.weight.mul_(torch.outer(r, s).reshape(*lin.weight.shape[:2], *([1] * (lin.weight.dim() - 2))))
+                lin.bias.normal_()
+            net[1].running_mean.normal_()
+            net[1].running_var.uniform_(0.5, 2.0)
+            net[1].weight.normal_()
+        members.append(net.eval())
+    be = BatchEnsembleNet.from_plain(base, 3, member_bn=True).init_from_members(members, iters=300).eval()
+    x = torch.rand(4, 1, 8, 8)
+    out = be(x)
+    for i in range(3):
+        torch.testing.assert_close(out[:, i], members[i](x), rtol=1e-4, atol=1e-4)
+
+
+def test_batchensemble_teacher_init_wires_the_teacher_members(tmp_path: Path, digits_teacher: Path) -> None:
+    from endist_vision.distributed import init_distributed
+    from endist_vision.models import raw_net
+    from endist_vision.models.layers import factorize_ensemble
+    from endist_vision.trainer import build_state, plan_run
+
+    cfg = build_config("digits/batchensemble", [f"distill.teacher={digits_teacher}", "method_args.teacher_init=true",
+                                                "model.kwargs={width: 8, hidden: 32}", "train.device=cpu"])
+    plan = plan_run(cfg, tmp_path / "be_init", False, init_distributed("cpu"))
+    state = build_state(plan)
+    teacher_net = raw_net(plan.teacher.models[0])
+    first = [raw_net(teacher_net.member(i))[0].weight.detach() for i in range(4)]
+    w0, r, s = factorize_ensemble(torch.stack(first))
+    layer = raw_net(state.model).body[0]
+    torch.testing.assert_close(layer.weight, w0)
+    torch.testing.assert_close(layer.r, r)
+    assert not (tmp_path / "be_init").exists()  # planning and building write nothing
