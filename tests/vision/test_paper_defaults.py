@@ -129,7 +129,9 @@ def test_tinyimagenet_default_split_is_the_last_images_of_every_class(tmp_path: 
     pairs = sorted((round(float(v[0, 0, 0]) * 255 / 40), round(float(v[1, 0, 0]) * 255 / 20)) for v in val)
     assert pairs == [(c, i) for c in range(3) for i in (3, 4)]
     assert sorted(bundle.val.y.tolist()) == [0, 0, 1, 1, 2, 2] and len(bundle.train) == 9
-    with pytest.raises(Exception, match="multiple of the 3 classes"):
+    from endist_vision.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="multiple of the 3 classes"):
         load_dataset({**data, "val_size": 4}, with_ood=False)
 
 
@@ -142,9 +144,8 @@ def _method(name: str, over: list[str]):
 
 
 def test_be_student_fast_weights_start_normal_1_half_and_learn_at_half_lr() -> None:
-    from endist_vision.models.layers import split_fast_parameters
-
     from endist_vision.data import load_dataset
+    from endist_vision.models.layers import split_fast_parameters
     from endist_vision.trainer import _make_model_fn
 
     over = ["model.name=mlp", "model.kwargs={in_features: 64, hidden: 256, depth: 2, width: null}", "method_args.members=4"]
