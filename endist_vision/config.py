@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
         "num_classes": None,     # optional check against the data set
         "val_size": 150,
         "split_seed": 0,
+        "val_split": "auto",     # auto (the data set's paper split) | random | last | last_per_class
         "image_size": None,
         "augment": "none",       # none | cifar | shift | imagenet
         "aux": None,             # AUX transfer data (name or {name, root}); used by distillation methods
@@ -46,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 0.0,
         "schedule": "onecycle",  # onecycle | cosine | constant
         "pct_start": 0.3,
+        "warmup_epochs": 0,      # linear LR warm-up before cosine|constant ([LatentBE] App. B.2: 5 epochs)
+        "warmup_steps": None,    # warm-up length in optimiser steps (overrides warmup_epochs)
+        "warmup_start_factor": 0.01,  # warm-up starts at this × lr ([LatentBE] App. B.2: 0.01 × base_lr)
         "amp": "none",           # none | bf16 | fp16 (CUDA only)
         "device": "auto",        # auto | cpu | cuda
         "num_workers": 0,
@@ -147,7 +151,7 @@ def build_config(recipe: str | None, overrides: list[str]) -> dict[str, Any]:
 #: takes the kind of its default (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``), not ``null``.
 NULLABLE_KINDS: dict[str, str] = {
     "data.root": "str", "data.num_classes": "int", "data.image_size": "int", "data.aux": "spec",
-    "data.shift_max_per_set": "int", "train.max_steps": "int", "distill.teacher": "paths",
+    "data.shift_max_per_set": "int", "train.max_steps": "int", "train.warmup_steps": "int", "distill.teacher": "paths",
     "distill.teacher_members": "int", "eval.num_workers": "int",
 }
 KIND_TEXT = {"int": "an integer", "float": "a number (float)", "str": "a string", "bool": "true or false", "list": "a list",
@@ -223,6 +227,8 @@ def validate(cfg: dict[str, Any]) -> None:
     """Types (:func:`check_types`, normalising ``cfg`` in place), then the allowed values and ranges."""
     check_types(cfg)
     t = cfg["train"]
+    # run configs saved before the warm-up keys existed lack them (resume / evaluate): the defaults apply
+    we, ws, wf = t.get("warmup_epochs", 0), t.get("warmup_steps"), t.get("warmup_start_factor", 0.01)
     checks = [
         (t["batch_size"] > 0, f"train.batch_size must be > 0, got {t['batch_size']}"),
         (t["accumulate"] >= 1, f"train.accumulate must be >= 1, got {t['accumulate']}"),
@@ -231,7 +237,14 @@ def validate(cfg: dict[str, Any]) -> None:
         (t["schedule"] in ("onecycle", "cosine", "constant"), f"train.schedule must be onecycle|cosine|constant, got {t['schedule']!r}"),
         (t["amp"] in ("none", "bf16", "fp16"), f"train.amp must be none|bf16|fp16, got {t['amp']!r}"),
         (t["lr"] > 0, f"train.lr must be > 0, got {t['lr']}"),
+        (we >= 0, f"train.warmup_epochs must be >= 0, got {we}"),
+        (ws is None or ws >= 0, f"train.warmup_steps must be >= 0 (or null), got {ws}"),
+        (0 < wf <= 1, f"train.warmup_start_factor must be in (0, 1], got {wf}"),
+        (t["schedule"] != "onecycle" or not (we or ws),
+         "train.warmup_epochs/warmup_steps: schedule=onecycle has its own warm-up (pct_start); use train.schedule=cosine|constant"),
         (cfg["distill"]["teacher_mode"] in ("cached", "online"), "distill.teacher_mode must be cached|online"),
+        (cfg["data"].get("val_split", "random") in ("auto", "random", "last", "last_per_class"),
+         f"data.val_split must be auto|random|last|last_per_class, got {cfg['data'].get('val_split')!r}"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -28,6 +28,7 @@ the last checkpoint resumable.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -231,8 +232,9 @@ def plan_run(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -
     if G > len(transfer):
         raise ConfigError(f"train.batch_size={G} is larger than the training set ({len(transfer)})")
     spe = len(transfer) // G
-    total = int(t["max_steps"]) if t.get("max_steps") else int(t["epochs"]) * spe
-    method_cls.parse_config(cfg)  # method_args errors come before the teacher is loaded
+    method_config = method_cls.parse_config(cfg)  # method_args errors come before the teacher is loaded
+    # a method may add epochs of its own (Hydra's phase-1 budget, method_args.phase1_epochs)
+    total = int(t["max_steps"]) if t.get("max_steps") else (int(t["epochs"]) + method_cls.extra_epochs(method_config)) * spe
     teacher = load_teacher(cfg["distill"], data.num_classes, data.name).to(info.device) if method_cls.needs_teacher else None
     method = method_cls(cfg, data.num_classes, total, teacher_members=None if teacher is None else teacher.num_members)
     has_ckpt = check_run_dir(run_dir, resume)
@@ -264,13 +266,61 @@ def _optimizer(groups: list[dict[str, Any]], t: dict[str, Any]) -> torch.optim.O
     return cls(groups, lr=float(t["lr"]))
 
 
-def _scheduler(opt: torch.optim.Optimizer, t: dict[str, Any], total: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if t["schedule"] == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(total, 2),
-                                                   pct_start=float(t["pct_start"]), cycle_momentum=t["optimizer"] == "sgd")
-    if t["schedule"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+def warmup_steps(t: dict[str, Any], steps_per_epoch: int) -> int:
+    """Steps of linear warm-up: ``train.warmup_steps`` if set, else ``train.warmup_epochs × steps_per_epoch``."""
+    return int(t["warmup_steps"]) if t.get("warmup_steps") is not None else int(t.get("warmup_epochs") or 0) * steps_per_epoch
+
+
+def lr_factor(u: int, length: int, schedule: str, warmup: int, start_factor: float, pct_start: float) -> float:
+    """LR multiplier at step ``u`` of a schedule phase of ``length`` steps (the LR of step ``u`` is
+    ``base_lr × factor``).
+
+    Warm-up ([LatentBE] App. B.2: "starts from 0.01 × base_lr and reaches base_lr after the first 5 epochs"):
+    ``f(u) = a + (1 − a)·u/W`` for ``u < W`` (``a = train.warmup_start_factor``, ``W`` warm-up steps); then over the
+    remaining ``L' = length − W`` steps, with ``v = u − W``: ``cosine`` ("single-cycle cosine annealing")
+    ``f = ½(1 + cos(π v / L'))``, ``constant`` ``f = 1``, ``onecycle`` (only without warm-up, when a method restarts
+    the schedule per phase) the cosine one-cycle of ``torch.optim.lr_scheduler.OneCycleLR`` (div 25, final div 1e4;
+    momentum is not cycled).
+    """
+    if u < warmup:
+        return start_factor + (1.0 - start_factor) * u / warmup
+    v, rest = u - warmup, max(length - warmup, 1)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(v, rest) / rest))
+    if schedule == "onecycle":
+        up = max(float(pct_start) * rest - 1, 1.0)
+        lo, end = 1.0 / 25.0, 1.0 / 25.0 / 1e4
+        if v <= up:
+            return lo + (1.0 - lo) * 0.5 * (1.0 - math.cos(math.pi * v / up))
+        down = max(rest - 1 - up, 1.0)
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(v - up, down) / down))
+    return 1.0
+
+
+def _scheduler(opt: torch.optim.Optimizer, t: dict[str, Any], total: int, steps_per_epoch: int = 1,
+               phase_starts: Sequence[int] = (0,)) -> torch.optim.lr_scheduler.LRScheduler:
+    """The LR schedule of a run. Without warm-up and restarts: torch's ``OneCycleLR`` / ``CosineAnnealingLR`` /
+    constant. With ``train.warmup_epochs``/``warmup_steps`` > 0 or a method that restarts the schedule at
+    ``phase_starts`` (Hydra phase 2): a ``LambdaLR`` of :func:`lr_factor`, restarted at every phase start (each
+    phase gets the warm-up and its own cosine). A function of the step only, so resume stays exact."""
+    warm = warmup_steps(t, steps_per_epoch)
+    starts = sorted({0, *(int(s) for s in phase_starts if 0 < int(s) < total)})
+    if warm == 0 and len(starts) == 1:
+        if t["schedule"] == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(total, 2),
+                                                       pct_start=float(t["pct_start"]), cycle_momentum=t["optimizer"] == "sgd")
+        if t["schedule"] == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    bounds = starts + [max(total, 1)]
+    sched, a, pct = t["schedule"], float(t.get("warmup_start_factor", 0.01)), float(t["pct_start"])
+
+    def factor(step: int) -> float:
+        i = max(j for j in range(len(starts)) if starts[j] <= step)
+        length = bounds[i + 1] - bounds[i]
+        return lr_factor(step - bounds[i], length, sched, min(warm, max(length - 1, 0)), a, pct)
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _meta(cfg: dict[str, Any], data: DataBundle, method: Method, model: nn.Module) -> dict[str, Any]:
@@ -297,8 +347,10 @@ def build_state(plan: TrainPlan) -> RunState:
     """Student, optimiser, scheduler and AMP scaler at step 0, or restored from ``plan.checkpoint``."""
     t, info = plan.cfg["train"], plan.info
     model = plan.method.build_student(plan.make_model).to(plan.device)
+    if plan.checkpoint is None and plan.teacher is not None:
+        plan.method.init_from_teacher(model, plan.teacher)  # e.g. BE+INIT; a resumed run loads its weights
     opt = _optimizer(plan.method.param_groups(model, float(t["lr"]), float(t["weight_decay"])), t)
-    sched = _scheduler(opt, t, plan.total)
+    sched = _scheduler(opt, t, plan.total, plan.steps_per_epoch, plan.method.phase_starts())
     scaler = torch.amp.GradScaler("cuda", enabled=plan.amp_on and t["amp"] == "fp16")
     state = RunState(model, model, opt, sched, scaler)
     if plan.checkpoint is not None:

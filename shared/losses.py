@@ -28,7 +28,7 @@ Conventions shared by every loss here:
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
@@ -342,7 +342,9 @@ def hydra_loss(
 #
 #     ω* = argmin_ω ½ ‖Σ_m ω_m g_m‖²   s.t.  Σ_m ω_m = 1,  0 ≤ ω_m ≤ C,
 #
-# the squared norm summed over the batch (one ω per batch): the M×M QP min ½ ωᵀGω, G_mn = Σ_b ⟨g_bm, g_bn⟩.
+# the squared norm summed over the batch (one ω per batch): the M×M QP min ½ ωᵀGω, G_mn = Σ_b ⟨g_bm, g_bn⟩
+# (gram="sum", what eq. 28 — written for one input — gives summed over a batch; gram="batch_mean": the authors'
+# code, G_mn = ⟨ḡ_m, ḡ_n⟩ with ḡ_m the batch mean of g_bm, see aekd_gram).
 # C ∈ [1/M, 1]; C = 1/M forces uniform weights (plain ensemble KD).  The weighted loss (eq. 27)
 # Σ_m ω_m τ² H[p_m^τ, q^τ] equals, up to a constant in z, τ² KL(Σ_m ω_m p_m^τ ‖ q^τ) (ensemble_kd_loss
 # on the ω-weighted tempered mixture).
@@ -429,9 +431,31 @@ def teacher_gradients(student_logits: torch.Tensor, teacher_log_probs: torch.Ten
     return temperature * (q - p)
 
 
+AEKDGram = Literal["sum", "batch_mean"]
+
+
+def aekd_gram(g: torch.Tensor, gram: str = "sum") -> torch.Tensor:
+    """The ``[M, M]`` Gram matrix of the teacher gradients ``g [B, M, K]`` of one batch.
+
+    * ``"sum"``: ``G_mn = Σ_b ⟨g_bm, g_bn⟩`` — [LatentBE] eq. 28 is the squared norm for *one* input x; with one ω
+      per batch its sum over the batch, ``Σ_b ‖Σ_m ω_m g_bm‖² = ωᵀGω``, gives this matrix (the paper's objective);
+    * ``"batch_mean"``: ``G_mn = ⟨ḡ_m, ḡ_n⟩`` with ``ḡ_m = (1/B) Σ_b g_bm`` — the authors' AE-KD code (Du et al. 2020)
+      averages the per-example gradients over the batch before forming G (the min-norm point of the gradients
+      of the batch-mean losses, as in MGDA); gradients of different examples can cancel there.
+    """
+    if gram == "sum":
+        return torch.einsum("bmk,bnk->mn", g, g)
+    if gram == "batch_mean":
+        gm = g.mean(0)
+        return gm @ gm.T
+    raise ValueError(f"AE-KD gram must be 'sum' or 'batch_mean', got {gram!r}")
+
+
 def aekd_weights(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float = 1.0,
-                 cap: float = 0.6) -> torch.Tensor:
-    """Teacher weights ``ω [M]`` (Σω = 1, 0 ≤ ω ≤ C) for one batch, from the closed-form logit gradients."""
+                 cap: float = 0.6, gram: AEKDGram = "sum") -> torch.Tensor:
+    """Teacher weights ``ω [M]`` (Σω = 1, 0 ≤ ω ≤ C) for one batch, from the closed-form logit gradients and the
+    Gram matrix ``gram`` (:func:`aekd_gram`: ``sum`` = [LatentBE] eq. 28 summed over the batch, ``batch_mean`` =
+    the authors' code)."""
     if teacher_log_probs.dim() != 3 or student_logits.dim() != 2:
         raise ValueError(
             "aekd_weights expects student logits [B, K] and teacher log-probs [B, M, K], got "
@@ -440,19 +464,18 @@ def aekd_weights(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, 
     if not 0 < cap <= 1:
         raise ValueError(f"AE-KD cap C must be in (0, 1], got {cap}")
     g = teacher_gradients(student_logits, teacher_log_probs, temperature)
-    gram = torch.einsum("bmk,bnk->mn", g, g)
-    return solve_min_norm_qp(gram, cap).to(student_logits.dtype)
+    return solve_min_norm_qp(aekd_gram(g, gram), cap).to(student_logits.dtype)
 
 
 def aekd_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float = 1.0,
-              cap: float = 0.6) -> tuple[torch.Tensor, torch.Tensor]:
+              cap: float = 0.6, gram: AEKDGram = "sum") -> tuple[torch.Tensor, torch.Tensor]:
     """AE-KD loss ([LatentBE] eq. 27) and the weights used: ``τ² KL(Σ_m ω_m p_m^τ ‖ q^τ)``, mean over the batch.
 
     ``student_logits`` may be ``[B, K]`` or multi-member ``[B, S, K]`` (ω from the member-mean logits,
-    loss averaged over members).
+    loss averaged over members). ``gram``: see :func:`aekd_gram`.
     """
     single = student_logits if student_logits.dim() == 2 else student_logits.mean(1)
-    w = aekd_weights(single, teacher_log_probs, temperature, cap)
+    w = aekd_weights(single, teacher_log_probs, temperature, cap, gram)
     tempered = torch.log_softmax(teacher_log_probs.float() / temperature, -1)
     mix = torch.logsumexp(tempered + w.float().clamp_min(1e-30).log().unsqueeze(-1), dim=-2)  # log Σ ω p^τ
     # ensemble_kd_loss tempers its target as softmax(log_probs / τ); feeding τ·log(mix) returns mix itself.

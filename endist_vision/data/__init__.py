@@ -15,13 +15,49 @@ from .files import FileDataset
 from .shift import ShiftSet, available_shift_sets, load_shift_sets, register_shift
 
 
-def _split_val(train: Dataset, val_size: int, seed: int) -> tuple[Dataset, Dataset]:
-    """Fixed split (permutation by ``seed``) shared by teachers and students (e.g. 45k/5k on CIFAR)."""
-    n = len(train)
+VAL_SPLITS = ("auto", "random", "last", "last_per_class")
+
+
+def val_indices(y: np.ndarray, val_size: int, mode: str, seed: int, name: str = "train") -> np.ndarray:
+    """Sorted indices of the validation split of a training set with labels ``y`` (``len(y) = n``):
+
+    * ``random``: ``val_size`` indices drawn by a permutation seeded by ``seed`` (``data.split_seed``);
+    * ``last``: the last ``val_size`` indices ``n − val_size … n − 1`` ([LatentBE] App. B.1, CIFAR-10/100: "the last
+      5,000 examples of the train split are used as the validation split");
+    * ``last_per_class``: the last ``val_size / K`` indices of every class (in training-set order), K the number of
+      classes present ([LatentBE] App. B.1, TinyImageNet: "the last 500 examples for each class ... train and
+      validation split consists of 90,000 and 10,000 examples" — the counts imply 50 per class, 10,000 in all;
+      500 per class would be the whole set). ``val_size`` must be a multiple of K.
+    """
+    n = len(y)
     if not 0 < val_size < n:
-        raise DatasetError(f"data.val_size={val_size} must be in (0, {n}) for {train.name}")
-    perm = np.random.default_rng(seed).permutation(n)
-    return train.subset(np.sort(perm[val_size:]), train.name), train.subset(np.sort(perm[:val_size]), train.name.replace("train", "val"))
+        raise DatasetError(f"data.val_size={val_size} must be in (0, {n}) for {name}")
+    if mode == "random":
+        return np.sort(np.random.default_rng(seed).permutation(n)[:val_size])
+    if mode == "last":
+        return np.arange(n - val_size, n)
+    if mode == "last_per_class":
+        classes = np.unique(y)
+        per, rest = divmod(val_size, len(classes))
+        if rest:
+            raise DatasetError(f"data.val_size={val_size} must be a multiple of the {len(classes)} classes of {name} "
+                               "for data.val_split=last_per_class")
+        out = []
+        for c in classes:
+            idx = np.flatnonzero(y == c)
+            if len(idx) <= per:
+                raise DatasetError(f"data.val_size={val_size}: class {c} of {name} has {len(idx)} images, "
+                                   f"not more than the {per} per class data.val_split=last_per_class takes")
+            out.append(idx[-per:])
+        return np.sort(np.concatenate(out))
+    raise DatasetError(f"data.val_split must be one of {'|'.join(VAL_SPLITS)}, got {mode!r}")
+
+
+def _split_val(train: Dataset, val_size: int, seed: int, mode: str = "random") -> tuple[Dataset, Dataset]:
+    """Fixed split shared by teachers and students (e.g. 45k/5k on CIFAR), see :func:`val_indices`."""
+    val = val_indices(train.y.numpy(), val_size, mode, seed, train.name)
+    keep = np.setdiff1d(np.arange(len(train)), val)
+    return train.subset(keep, train.name), train.subset(val, train.name.replace("train", "val"))
 
 
 def _spec(item: Any, flag: str) -> tuple[str, str | None, str]:
@@ -46,7 +82,11 @@ def load_dataset(data_cfg: dict[str, Any], *, with_ood: bool = True) -> DataBund
     want = data_cfg.get("num_classes")
     if want is not None and int(want) != src.num_classes:
         raise DatasetError(f"data.num_classes={want} but data set {name!r} has {src.num_classes} classes")
-    train, val = _split_val(src.train, int(data_cfg["val_size"]), int(data_cfg.get("split_seed", 0)))
+    # data.val_split: auto = the split of the data set's reference paper (Source.val_split); a run config saved
+    # before the key existed was split at random, so a missing key stays "random" (its evaluation sees its val set)
+    mode = data_cfg.get("val_split", "random")
+    mode = src.val_split if mode == "auto" else mode
+    train, val = _split_val(src.train, int(data_cfg["val_size"]), int(data_cfg.get("split_seed", 0)), mode)
     bundle = DataBundle(name=name, train=train, val=val, test=src.test, num_classes=src.num_classes, mean=tuple(src.mean), std=tuple(src.std),
                         in_channels=src.in_channels, input_kind=src.input_kind, image_size=src.image_size,
                         classes=list(src.classes) if src.classes else None)

@@ -146,6 +146,7 @@ class Source:
     input_kind: str = "image"  # "image" | "points"
     image_size: Optional[int] = None
     classes: Optional[list[str]] = None  # class names (ImageNet wnids) in label order, when known
+    val_split: str = "random"  # the paper's validation split of this set (data.val_split=auto): random|last|last_per_class
 
 
 @dataclass

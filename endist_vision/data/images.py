@@ -51,7 +51,8 @@ def _cifar(root: str | None, flag: str, train_files: list[str], test_file: str, 
         if y.min() < 0 or y.max() >= k:
             raise DatasetError(f"{flag}: {name} {split} labels span [{y.min()}, {y.max()}], expected {k} classes")
     return Source(test=ArrayDataset(xte, torch.from_numpy(yte), f"{name}_test"), train=ArrayDataset(xtr, torch.from_numpy(ytr), f"{name}_train"),
-                  num_classes=k, mean=mean, std=std, in_channels=3, image_size=32)
+                  num_classes=k, mean=mean, std=std, in_channels=3, image_size=32,
+                  val_split="last")  # [LatentBE] App. B.1: "the last 5,000 examples of the train split"
 
 
 @register_dataset("cifar10")
@@ -115,6 +116,7 @@ def tinyimagenet(root: str | None, *, flag: str = "data.root", image_size: int |
         test=ArrayDataset(read_images(te_paths, size, flag), torch.tensor(te_y), "tinyimagenet_test"),
         train=ArrayDataset(read_images(tr_paths, size, flag), torch.tensor(tr_y), "tinyimagenet_train"),
         num_classes=len(wnids), mean=TIM_MEAN, std=TIM_STD, in_channels=3, image_size=size,
+        val_split="last_per_class",  # [LatentBE] App. B.1: the last examples of each class (train order = sorted files)
     )
 
 

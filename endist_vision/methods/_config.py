@@ -73,6 +73,9 @@ def _match(tp: Any, value: Any) -> tuple[bool, Any]:
                 return True, number
         if member is str and isinstance(value, str):
             return True, value
+        if typing.get_origin(member) is list and typing.get_args(member) == (int,) and isinstance(value, list) \
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return True, list(value)
     return False, value
 
 
@@ -95,6 +98,8 @@ def _describe(tp: Any) -> str:
             words.append(("one of " if len(choices) > 2 else "") + "|".join(choices))
         elif member is type(None):
             words.append("null")
+        elif typing.get_origin(member) is list:
+            words.append("a list of integers")
         else:
             words.append({float: "a finite number", int: "an integer", bool: "true|false", str: "a string"}[member])
     return " or ".join(words)

@@ -61,6 +61,15 @@ class Method:
         """The validated :attr:`config_class` instance of ``cfg["method_args"]`` (ConfigError naming the key)."""
         return parse_method_args(cls.config_class, cfg.get("method_args"), cls.name)
 
+    @classmethod
+    def extra_epochs(cls, config: Any) -> int:
+        """Epochs this method trains on top of ``train.epochs`` (e.g. Hydra's phase-1 budget); default 0."""
+        return 0
+
+    def phase_starts(self) -> list[int]:
+        """Optimiser steps at which the trainer restarts the LR schedule (warm-up + cosine per phase); ``[0]``."""
+        return [0]
+
     @property
     def args(self) -> Mapping[str, Any]:
         """Read-only view of :meth:`resolved_config` (the ``method_args`` in effect)."""
@@ -76,6 +85,9 @@ class Method:
         """Build the trained network. ``make_model(seed)`` builds the configured model
         (``create_model(cfg.model.name, K, **cfg.model.kwargs)``) after seeding its init."""
         return make_model(int(self.cfg["seed"]))
+
+    def init_from_teacher(self, model: nn.Module, teacher: nn.Module) -> None:
+        """Called once on a fresh (not resumed) run with a teacher, after :meth:`build_student` (e.g. BE+INIT)."""
 
     @property
     def num_streams(self) -> int:

@@ -115,7 +115,8 @@ def test_hydra_smoke_end_to_end(tmp_path: Path) -> None:
     # the real MNIST (IDX) and CIFAR-10 loaders on stand-in files; MLP members (Table 2), ResNet-20 (Table 3)
     mn = yaml.safe_load((out / "mnist" / "hydra" / "config.yaml").read_text())
     assert (mn["data"]["name"], mn["model"]["name"], mn["model"]["kwargs"]["in_features"]) == ("mnist", "mlp", 784)
-    assert mn["data"]["root"] == f"{out}/standins/mnist" and mn["method_args"]["head_blocks"] == 3
+    assert mn["data"]["root"] == f"{out}/standins/mnist" and mn["method_args"]["head_blocks"] == 1
+    assert mn["method_args"]["head_mlp"] == [100, 100] and mn["method_args"]["phase1_epochs"] == 20  # [Hydra] §2-3
     c10 = yaml.safe_load((out / "c10" / "ensemble" / "config.yaml").read_text())
     assert (c10["data"]["name"], c10["model"]["name"]) == ("cifar10", "resnet20")
     assert json.loads((out / "mnist" / "ensemble" / "eval" / "eval.json").read_text())["data"] == "mnist"

@@ -4,8 +4,10 @@ and the helpers that convert a plain network to them and back (:mod:`.batchensem
 from .batchensemble import (
     BatchEnsembleConv2d,
     BatchEnsembleLinear,
+    EnsembleBatchNorm,
     be_layers,
     convert_to_batchensemble,
+    factorize_ensemble,
     members_to_batch_major,
     repeat_members,
     replace_with_plain,
@@ -15,8 +17,10 @@ from .batchensemble import (
 __all__ = [
     "BatchEnsembleConv2d",
     "BatchEnsembleLinear",
+    "EnsembleBatchNorm",
     "be_layers",
     "convert_to_batchensemble",
+    "factorize_ensemble",
     "members_to_batch_major",
     "repeat_members",
     "replace_with_plain",

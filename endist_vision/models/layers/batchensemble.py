@@ -16,8 +16,14 @@ decay on ``fast_r`` therefore decays ``r`` toward ``r_prior``: toward 0 for clas
 LatentBE ([LatentBE] Alg. 2 line 8, the Gaussian prior with mean 1 of §3.1).  They live in their own
 optimiser parameter group (:func:`split_fast_parameters`).
 
-Batch normalisation is shared by all members (as in Wen et al.'s BE ResNets): in training mode it
-normalises over the whole ``M·B`` batch, in evaluation mode it is a fixed affine map.
+Batch normalisation is shared by all members by default (as in Wen et al.'s BE ResNets and the
+uncertainty-baselines BE WRN that [BE] reuses): in training mode it normalises over the whole ``M·B`` batch, in
+evaluation mode it is a fixed affine map. ``member_bn=True`` (:class:`EnsembleBatchNorm`) gives every member its
+own BatchNorm (affine parameters and running statistics) on its ``B`` rows.
+
+:func:`factorize_ensemble` is the rank-one reconstruction of [BE] §2 footnote 1,
+``min_{W₀, {r_i, s_i}} Σ_i ‖W₀ ∘ r_i s_iᵀ − W_i‖²`` by alternating least squares, behind the BE+INIT rows
+(:meth:`endist_vision.models.wrappers.batchensemble.BatchEnsembleNet.init_from_members`).
 
 The network wrapper (input repetition, ``[B, M, K]`` output, per-member extraction) is
 :class:`endist_vision.models.wrappers.batchensemble.BatchEnsembleNet`.
@@ -214,6 +220,72 @@ class BatchEnsembleConv2d(_BatchEnsembleMixin):
 BE_LAYERS = (BatchEnsembleLinear, BatchEnsembleConv2d)
 
 
+class EnsembleBatchNorm(nn.Module):
+    """One BatchNorm per member on a member-major batch: rows ``m·B … (m+1)·B − 1`` go through ``bns[m]``
+    (own affine parameters and running statistics), instead of one BatchNorm over all ``M·B`` rows."""
+
+    def __init__(self, bn: nn.Module, ensemble_size: int) -> None:
+        super().__init__()
+        self.ensemble_size = ensemble_size
+        self.bns = nn.ModuleList(copy.deepcopy(bn) for _ in range(ensemble_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] % self.ensemble_size != 0:
+            raise ValueError(f"EnsembleBatchNorm: batch of {x.shape[0]} rows is not a multiple of {self.ensemble_size}")
+        return torch.cat([bn(c) for bn, c in zip(self.bns, x.chunk(self.ensemble_size, dim=0))], dim=0)
+
+
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def convert_batchnorm_per_member(model: nn.Module, ensemble_size: int) -> nn.Module:
+    """Replace (in place) every ``BatchNorm1d``/``BatchNorm2d`` of ``model`` by an :class:`EnsembleBatchNorm`."""
+    for _, child in list(model.named_modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, BN_TYPES):
+                setattr(child, attr, EnsembleBatchNorm(sub, ensemble_size))
+    return model
+
+
+@torch.no_grad()
+def factorize_ensemble(weights: torch.Tensor, iters: int = 50, eps: float = 1e-12
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rank-one BatchEnsemble reconstruction of n member weights ([BE] §2, footnote 1):
+    ``min Σ_i ‖W₀ ∘ R_i − W_i‖²`` with ``R_i = r_i s_iᵀ`` (constant over kernel taps), by alternating least squares.
+
+    ``weights``: ``[n, out, in, *taps]``. Returns ``W₀ [out, in, *taps]``, ``r [n, out]``, ``s [n, in]``. Each
+    update is the exact minimiser of the objective in one block (so the objective never increases):
+    ``W₀ = Σ_i R_i W_i / Σ_i R_i²``; ``r_io = Σ_{j,t} W₀ s_ij W_i / Σ_{j,t} (W₀ s_ij)²``; ``s`` alike. Start:
+    ``W₀`` = the member mean, ``r = s = 1``. Computed in float64.
+    """
+    w = weights.double()
+    n, out, inp = w.shape[:3]
+    taps = tuple(range(3, w.dim()))
+    r = torch.ones(n, out, dtype=w.dtype, device=w.device)
+    s = torch.ones(n, inp, dtype=w.dtype, device=w.device)
+
+    def rank_one(r_: torch.Tensor, s_: torch.Tensor) -> torch.Tensor:
+        rs = r_[:, :, None] * s_[:, None, :]
+        return rs.reshape(*rs.shape, *([1] * len(taps)))
+
+    w0 = w.mean(0)
+    for _ in range(iters):
+        rr = rank_one(r, s)
+        w0 = (rr * w).sum(0) / (rr * rr).sum(0).clamp_min(eps)
+        a = w0.unsqueeze(0) * s.reshape(n, 1, inp, *([1] * len(taps)))  # W₀ s_i, broadcast over out
+        r = (a * w).sum((2, *taps)) / (a * a).sum((2, *taps)).clamp_min(eps)
+        b = w0.unsqueeze(0) * r.reshape(n, out, 1, *([1] * len(taps)))
+        s = (b * w).sum((1, *taps)) / (b * b).sum((1, *taps)).clamp_min(eps)
+    return w0.to(weights.dtype), r.to(weights.dtype), s.to(weights.dtype)
+
+
+def factorization_error(weights: torch.Tensor, w0: torch.Tensor, r: torch.Tensor, s: torch.Tensor) -> float:
+    """``Σ_i ‖W₀ ∘ r_i s_iᵀ − W_i‖²`` (the objective of :func:`factorize_ensemble`)."""
+    rs = r[:, :, None] * s[:, None, :]
+    rs = rs.reshape(*rs.shape, *([1] * (weights.dim() - 3)))
+    return float(((w0.unsqueeze(0) * rs - weights) ** 2).sum())
+
+
 def be_layers(model: nn.Module) -> Iterator[_BatchEnsembleMixin]:
     """All BatchEnsemble layers of ``model``."""
     return (mod for mod in model.modules() if isinstance(mod, BE_LAYERS))
@@ -221,14 +293,15 @@ def be_layers(model: nn.Module) -> Iterator[_BatchEnsembleMixin]:
 
 def convert_to_batchensemble(
     model: nn.Module, ensemble_size: int, fast_init: FastInit = "random_sign",
-    fast_prior: float = 0.0, init_std: float = 0.5, copy_weights: bool = True,
+    fast_prior: float = 0.0, init_std: float = 0.5, copy_weights: bool = True, member_bn: bool = False,
 ) -> nn.Module:
     """Return a deep copy of ``model`` with every ``nn.Linear``/``nn.Conv2d`` replaced by its BE version.
 
     The shared weight ``W`` is copied from the plain layer (``copy_weights``), each member bias starts
     at the plain bias; other modules (BatchNorm, activations, pooling) are kept and shared.  Only
     ``groups == 1`` convolutions with square kernels, equal strides and paddings are supported; other
-    layers raise ``ValueError`` naming the layer.
+    layers raise ``ValueError`` naming the layer. ``member_bn``: every BatchNorm becomes one per member
+    (:class:`EnsembleBatchNorm`).
     """
     model = copy.deepcopy(model)
     for name, child in list(model.named_modules()):
@@ -237,7 +310,7 @@ def convert_to_batchensemble(
                                  fast_prior, init_std, copy_weights)
             if new is not None:
                 setattr(child, attr, new)
-    return model
+    return convert_batchnorm_per_member(model, ensemble_size) if member_bn else model
 
 
 def _convert_layer(

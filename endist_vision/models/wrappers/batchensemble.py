@@ -14,10 +14,13 @@ import torch
 from torch import nn
 
 from endist_vision.models.layers.batchensemble import (
+    BN_TYPES,
+    EnsembleBatchNorm,
     FastInit,
     Mode,
     be_layers,
     convert_to_batchensemble,
+    factorize_ensemble,
     members_to_batch_major,
     repeat_members,
     replace_with_plain,
@@ -46,11 +49,46 @@ class BatchEnsembleNet(nn.Module):
     @classmethod
     def from_plain(
         cls, model: nn.Module, ensemble_size: int, fast_init: FastInit = "random_sign",
-        fast_prior: float = 0.0, init_std: float = 0.5, copy_weights: bool = True,
+        fast_prior: float = 0.0, init_std: float = 0.5, copy_weights: bool = True, member_bn: bool = False,
     ) -> "BatchEnsembleNet":
-        """BE version of any plain Linear/Conv2d network (see :func:`convert_to_batchensemble`)."""
-        body = convert_to_batchensemble(model, ensemble_size, fast_init, fast_prior, init_std, copy_weights)
+        """BE version of any plain Linear/Conv2d network (see :func:`convert_to_batchensemble`);
+        ``member_bn``: one BatchNorm per member."""
+        body = convert_to_batchensemble(model, ensemble_size, fast_init, fast_prior, init_std, copy_weights, member_bn)
         return cls(body, ensemble_size)
+
+    @torch.no_grad()
+    def init_from_members(self, members: list[nn.Module], iters: int = 50) -> "BatchEnsembleNet":
+        """BE+INIT of [BE] §4 (Tables 1–2): set this network from ``M`` plain networks of its architecture
+        (e.g. the deep-ensemble teachers). Every BE layer gets the rank-one reconstruction of the members'
+        weights (:func:`factorize_ensemble`, [BE] §2 footnote 1: ``min Σ_i ‖W₀ ∘ R_i − W_i‖²``, ALS):
+        ``weight = W₀``, ``r_i``, ``s_i`` (stored as offsets from the prior), ``b_i`` = member i's bias. BatchNorm:
+        per-member BatchNorms (``member_bn``) copy member i's; a shared one gets the members' mean parameters and
+        running statistics (the paper does not say; our choice). Other parameters: the members' mean."""
+        if len(members) != self.ensemble_size:
+            raise ValueError(f"init_from_members: {len(members)} networks for {self.ensemble_size} members")
+        subs = [dict(m.named_modules()) for m in members]
+        per_member = [n + "." for n, m in self.body.named_modules() if isinstance(m, EnsembleBatchNorm)]
+        for name, mod in self.body.named_modules():
+            if any(name.startswith(pre) for pre in per_member):
+                continue  # the BatchNorms inside an EnsembleBatchNorm (set with it)
+            if any(name not in d for d in subs):
+                raise ValueError(f"init_from_members: the members have no module {name!r} (different architecture)")
+            plain = [d[name] for d in subs]
+            if hasattr(mod, "fast_r"):
+                w0, r, s = factorize_ensemble(torch.stack([p.weight.detach() for p in plain]), iters)
+                mod.weight.copy_(w0)
+                mod.fast_r.copy_(r - mod.fast_prior)
+                mod.fast_s.copy_(s - mod.fast_prior)
+                if mod.member_bias is not None:
+                    mod.member_bias.copy_(torch.stack([p.bias.detach() for p in plain]))
+            elif isinstance(mod, EnsembleBatchNorm):
+                for bn, p in zip(mod.bns, plain):
+                    bn.load_state_dict(p.state_dict())
+            elif isinstance(mod, BN_TYPES) or (name and not list(mod.children())):
+                for key, t in mod.state_dict().items():
+                    vals = torch.stack([p.state_dict()[key] for p in plain])
+                    t.copy_(vals.float().mean(0).to(t.dtype) if t.is_floating_point() else vals[0])
+        return self
 
     @property
     def num_members(self) -> int:
@@ -61,6 +99,8 @@ class BatchEnsembleNet(nn.Module):
         """``"ensemble"`` (M members, ``[B, M, K]``) or ``"averaged"`` (factor-averaged, ``[B, K]``)."""
         if mode not in ("ensemble", "averaged"):
             raise ValueError(f"mode must be 'ensemble' or 'averaged', got {mode!r}")
+        if mode == "averaged" and any(isinstance(m, EnsembleBatchNorm) for m in self.body.modules()):
+            raise ValueError("averaged mode needs a shared BatchNorm (this network has one BatchNorm per member)")
         self.mode = mode
         for layer in be_layers(self.body):
             layer.mode = mode
@@ -81,6 +121,10 @@ class BatchEnsembleNet(nn.Module):
         if not 0 <= m < self.ensemble_size:
             raise IndexError(f"member {m} out of range for {self.ensemble_size} members")
         body = copy.deepcopy(self.body)
+        for _, child in list(body.named_modules()):  # per-member BatchNorm: member m's own
+            for attr, sub in list(child.named_children()):
+                if isinstance(sub, EnsembleBatchNorm):
+                    setattr(child, attr, sub.bns[m])
         with torch.no_grad():
             for layer in be_layers(body):  # every row := member m, so the factor average is member m
                 for p in (layer.fast_r, layer.fast_s, layer.member_bias):

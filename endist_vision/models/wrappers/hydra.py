@@ -19,6 +19,7 @@ layer is one block for ``nn.Sequential`` models (``digits_cnn``, ``mlp``).
 from __future__ import annotations
 
 import copy
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -49,6 +50,26 @@ def block_list(net: nn.Module) -> list[nn.Module]:
     )
 
 
+def mlp_head(removed: Sequence[nn.Module], hidden: Sequence[int]) -> nn.Sequential:
+    """The MLP head that replaces the blocks ``removed`` from the end of a network (see
+    :meth:`HydraNet.from_network`): the modules before their first ``nn.Linear``, then
+    ``Linear(d, h_1)-ReLU-…-Linear(h_L, K)``."""
+    leaves: list[nn.Module] = []
+    for block in removed:
+        leaves += list(block.children()) if isinstance(block, nn.Sequential) else [block]
+    linears = [i for i, mod in enumerate(leaves) if isinstance(mod, nn.Linear)]
+    if not linears or any(h < 1 for h in hidden):
+        raise ValueError("head_mlp needs hidden widths >= 1 and an nn.Linear among the head blocks it replaces "
+                         f"(got widths {list(hidden)}, blocks {[type(b).__name__ for b in removed]})")
+    d, k = leaves[linears[0]].in_features, leaves[linears[-1]].out_features
+    layers: list[nn.Module] = list(leaves[: linears[0]])
+    for h in hidden:
+        layers += [nn.Linear(d, int(h)), nn.ReLU()]
+        d = int(h)
+    layers.append(nn.Linear(d, k))
+    return nn.Sequential(*layers)
+
+
 class HydraNet(nn.Module):
     """Shared ``body`` and ``num_heads`` heads; ``forward`` returns ``[B, H, K]`` for the active heads.
 
@@ -71,8 +92,14 @@ class HydraNet(nn.Module):
 
     @classmethod
     def from_network(cls, net: nn.Module, head_blocks: int, num_heads: int = 1,
-                     active_heads: int | None = None) -> "HydraNet":
-        """Split ``net`` (see :func:`block_list`): body = all but the last ``head_blocks`` blocks, head = the rest."""
+                     active_heads: int | None = None, head_mlp: Sequence[int] | None = None) -> "HydraNet":
+        """Split ``net`` (see :func:`block_list`): body = all but the last ``head_blocks`` blocks, head = the rest.
+
+        ``head_mlp = [h_1, …, h_L]``: the head is instead a new MLP ``Linear(d, h_1)-ReLU-…-Linear(h_L, K)`` on the
+        body's features ([Hydra] §3, MNIST: "adds an MLP with two hidden layers of 100 units each as head", the
+        "head = [100, 100, 10]" of Table 2), where ``d``/``K`` are the in/out features of the first/last
+        ``nn.Linear`` of the removed blocks; the parameter-free-or-normalisation modules the removed blocks apply
+        before that first Linear (pooling, flatten, BN-ReLU of a WRN tail) stay in front of the MLP."""
         blocks = list(copy.deepcopy(block_list(net)))
         if not 1 <= head_blocks < len(blocks):
             raise ValueError(
@@ -80,7 +107,10 @@ class HydraNet(nn.Module):
                 f"{len(blocks)} blocks, got {head_blocks}"
             )
         cut = len(blocks) - head_blocks
-        return cls(nn.Sequential(*blocks[:cut]), nn.Sequential(*blocks[cut:]), num_heads, active_heads)
+        head: nn.Module = nn.Sequential(*blocks[cut:])
+        if head_mlp is not None:
+            head = mlp_head(blocks[cut:], head_mlp)
+        return cls(nn.Sequential(*blocks[:cut]), head, num_heads, active_heads)
 
     @property
     def num_heads(self) -> int:
