@@ -20,7 +20,7 @@ Private module (leading underscore: not auto-registered).  :class:`MultiMemberMe
   (cs-giung/distill-latentbe ``train_KD_LatentBE_TDivSDiv.py`` replaces the images by the perturbed ones);
 * the cross-entropy mix of [LatentBE] eq. 26, ``L = (1 − ce_weight)·L_distill + ce_weight·CE``
   (``ce_weight`` = 1 − α; 0 = pure distillation, the default), added around every subclass's ``loss``
-  (:meth:`MultiMemberMethod.__init_subclass__`, :mod:`endist_vision.methods._labels`);
+  (:meth:`MultiMemberMethod.loss`, :mod:`endist_vision.methods._labels`);
 * the distillation objectives ``kd`` (every student member matches the ensemble mean,
   ``shared.losses.ensemble_kd_loss``; with ``aekd_cap`` set, the AE-KD weighted mean,
   ``shared.losses.aekd_loss``) and ``head`` (member m matches teacher m, ``shared.losses.hydra_loss``);
@@ -31,9 +31,8 @@ Private module (leading underscore: not auto-registered).  :class:`MultiMemberMe
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -97,48 +96,13 @@ def check_aekd_cap(cap: float | None, teacher_members: int | None, hint: str = "
         raise ConfigError(f"method_args.aekd_cap={cap} is infeasible for {m} teacher members: need >= 1/M = {1 / m:.4f}")
 
 
-def _with_label_terms(distill: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """Wrap a subclass's ``loss`` (its distillation loss): split a ``[x; x̃]`` batch into its clean and
-    perturbed halves and add the cross-entropy term of eq. 26 (see the module docstring)."""
-
-    @functools.wraps(distill)
-    def loss(self: "MultiMemberMethod", student_out: torch.Tensor, teacher_log_probs: torch.Tensor | None,
-             step: int, *, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self._in_loss:  # a subclass calling super().loss: mix once, at the outermost call
-            return distill(self, student_out, teacher_log_probs, step, labels=labels)
-        self._in_loss = True
-        try:
-            ce_out = student_out
-            b = self._clean_rows
-            if b is not None and student_out.shape[0] == 2 * b:
-                ce_out, student_out = student_out[:b], student_out[b:]
-                if teacher_log_probs is not None and teacher_log_probs.shape[0] == 2 * b:
-                    teacher_log_probs = teacher_log_probs[b:]
-            value = distill(self, student_out, teacher_log_probs, step, labels=labels)
-            return mix_ce(value, self.config.ce_weight, ce_out, labels)
-        finally:
-            self._in_loss = False
-
-    loss._mixes_labels = True  # type: ignore[attr-defined]
-    return loss
-
-
 class MultiMemberMethod(Method):
     """Shared options of the multi-member methods (see module docstring)."""
 
     needs_teacher = True
     config_class = DistillConfig
     config: Any  # a DistillConfig subclass
-    _in_loss: bool = False
     _clean_rows: int | None = None  # B when the last perturb() returned [x; x̃]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every subclass ``loss`` (a distillation loss) gets the eq. 26 cross-entropy mix and the
-        clean/perturbed split, so ``hydra``/``batchensemble``/``aekd``/``latentbe`` share one code path."""
-        super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("loss")
-        if own is not None and not getattr(own, "_mixes_labels", False):
-            cls.loss = _with_label_terms(own)  # type: ignore[method-assign]
 
     def __init__(self, cfg: dict[str, Any], num_classes: int, total_steps: int, *,
                  teacher_members: int | None = None) -> None:
@@ -158,6 +122,26 @@ class MultiMemberMethod(Method):
             raise ConfigError(f"method_args.members is null (one per teacher member) but {self.name!r} was built "
                               "without a teacher: set method_args.members or distill.teacher")
         return int(m)
+
+    # ---- loss ----------------------------------------------------------------------------------
+    def loss(self, student_out: torch.Tensor, teacher_log_probs: torch.Tensor | None, step: int, *,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
+        """L = (1 − w)·:meth:`distillation_loss` + w·CE(y) ([LatentBE] eq. 26, ``w = ce_weight``). When the last
+        :meth:`perturb` returned ``[x; x̃]`` (``perturbation_inputs: clean_and_perturbed``) the CE is taken on the
+        clean half and the distillation loss on the perturbed half."""
+        ce_out = student_out
+        b = self._clean_rows
+        if b is not None and student_out.shape[0] == 2 * b:
+            ce_out, student_out = student_out[:b], student_out[b:]
+            if teacher_log_probs is not None and teacher_log_probs.shape[0] == 2 * b:
+                teacher_log_probs = teacher_log_probs[b:]
+        value = self.distillation_loss(student_out, teacher_log_probs, step, labels=labels)
+        return mix_ce(value, self.config.ce_weight, ce_out, labels)
+
+    def distillation_loss(self, student_out: torch.Tensor, teacher_log_probs: torch.Tensor | None, step: int, *,
+                          labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The method's own distillation term (batch mean); every multi-member method defines it."""
+        raise NotImplementedError
 
     # ---- perturbation --------------------------------------------------------------------------
     def perturb(self, x: torch.Tensor, *, student: nn.Module, teacher: nn.Module | None, step: int) -> torch.Tensor:

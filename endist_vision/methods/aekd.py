@@ -43,7 +43,7 @@ class AEKD(MultiMemberMethod):
     config_class = AEKDConfig
     config: AEKDConfig
 
-    def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
+    def distillation_loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
         m = teacher_log_probs.shape[1]
         cap = self.config.aekd_cap
         if cap * m < 1 - 1e-12:

@@ -120,5 +120,5 @@ class BatchEnsemble(MultiMemberMethod):
         return [{"params": slow, "lr": lr, "weight_decay": weight_decay},
                 {"params": fast, "lr": lr * self.config.fast_lr_mult, "weight_decay": self.config.fast_weight_decay}]
 
-    def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
+    def distillation_loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
         return self.distill_loss(student_out, teacher_log_probs, self.config.objective)

@@ -90,7 +90,7 @@ class Hydra(MultiMemberMethod):
         elif step >= self.phase1_steps and net.num_members != net.num_heads:
             net.grow_heads()
 
-    def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
+    def distillation_loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
         if student_out.shape[1] == 1 and teacher_log_probs.shape[1] > 1:  # phase 1: Hinton head
             return self.distill_loss(student_out[:, 0], teacher_log_probs, "kd")
         return self.distill_loss(student_out, teacher_log_probs, "head")
