@@ -68,3 +68,25 @@ def test_fairseq_train_with_all_new_options(tmp_path, toy_data_bin, teacher_chec
     meta = state["task_state"]["endist_student"]
     assert meta["parametrization"] == "softplus" and meta["dirichlet"] is True
     assert state["cfg"]["criterion"]["topk_loss"] == 8 and state["cfg"]["criterion"]["clip_precision"] == 1000.0
+
+    # fairseq-generate's side reads the recorded parametrization: the search (--dirichlet-mean-decoding)
+    # and the uncertainty scorer build α = softplus(z) + offset
+    import torch
+    from fairseq import checkpoint_utils, options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    path = tmp_path / "checkpoint_last.pt"
+    parser = options.get_generation_parser(default_task="translation_uncertainty")
+    args = options.parse_args_and_arch(parser, [str(toy_data_bin), "--user-dir", "endist_seq", "--task",
+                                                "translation_uncertainty", "--path", str(path), "--cpu",
+                                                "--compute-uncertainty", "--dirichlet-mean-decoding"])
+    gen_cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(gen_cfg.task)
+    (model,), _ = checkpoint_utils.load_model_ensemble([str(path)], task=task)
+    generator = task.build_generator([model.eval()], gen_cfg.generation)
+    assert generator.scorer.parametrization == "softplus"
+    z = torch.randn(2, 3, len(task.target_dictionary), dtype=torch.float64) * 3
+    alphas = torch.nn.functional.softplus(z) + 1.0  # the recorded model offset (1 for the Proxy criterions)
+    expected = (alphas / alphas.sum(-1, keepdim=True)).log()
+    got = generator.search_models[0].get_normalized_probs((z, None), log_probs=True)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
