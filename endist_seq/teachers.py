@@ -47,11 +47,14 @@ class EnsembleBatch:
             ``target[mask]``).
         mask: ``[B, T]`` bool, True at non-padding target positions.
         temperature: distillation temperature for this batch (1.0 in validation).
+        update_num: completed updates when the batch is processed (``None`` in validation);
+            the criterions' annealed cross-entropy weight reads it.
     """
 
     log_probs: Tensor
     mask: Tensor
     temperature: float
+    update_num: Optional[int] = None
 
 
 #: the flag named in this module's error messages

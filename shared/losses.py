@@ -98,6 +98,9 @@ def dirichlet_nll_loss(
     model_offset: float = 0.0,
     mask: Optional[torch.Tensor] = None,
     reduction: str = "mean",
+    parametrization: str = "exp",
+    clip_precision: Optional[float] = None,
+    topk: int = 0,
 ) -> torch.Tensor:
     """EnD² Dirichlet negative log-likelihood ([EnD2] eq. 8 and 11)::
 
@@ -110,6 +113,12 @@ def dirichlet_nll_loss(
     With ``smoothing=0`` a teacher probability of 0 is read as the smallest normal float
     (ln π ≥ ln 1.2e-38 ≈ −87 in float32), so the loss stays finite (the exact value, with
     ln 0, is infinite).
+
+    ``parametrization="softplus"`` uses α = softplus(z / T) + model_offset, and ``clip_precision=A``
+    caps α₀ at A (:func:`shared.uncertainty.alphas_from_logits`). ``topk=k`` (0 < k < K) merges
+    every class outside the teachers' top-k of p̄ into one ([Proxy] §3.2-style): the members'
+    π_rest = Σ_rest π_mk and the student's α_rest = Σ_rest α_k (the aggregation property of the
+    Dirichlet makes the merged density the exact marginal), a Dirichlet over k + 1 classes.
     """
     check_ensemble_shapes(student_logits, teacher_log_probs)
     check_reduction(reduction)
@@ -121,16 +130,53 @@ def dirichlet_nll_loss(
     dtype = compute_dtype(student_logits, teacher_log_probs)
     k = student_logits.shape[-1]
     z, lt = _masked_inputs(student_logits, teacher_log_probs, mask, dtype)
-    alpha = alphas_from_logits(z / temperature, offset=model_offset)
+    topk = check_topk(topk, k)
+    alpha = alphas_from_logits(z / temperature, offset=model_offset, parametrization=parametrization, clip_precision=clip_precision)
     with torch.no_grad():
         lt = _tempered_log_probs(lt, temperature)
         if smoothing > 0.0:  # ln π ≥ ln(γ/K): finite
             lt = torch.logaddexp(lt + math.log1p(-smoothing), torch.full((), math.log(smoothing / k), dtype=dtype, device=lt.device))
-        else:  # zero probabilities count as the smallest normal float (ln π ≥ −87 in float32, −708 in float64)
+        if topk:
+            top = topk_classes(torch.logsumexp(lt, dim=-2), topk)
+            lt = merge_log_classes(lt, top.unsqueeze(-2).expand(*lt.shape[:-1], topk))
+        if smoothing == 0.0:  # zero probabilities count as the smallest normal float (ln π ≥ −87 in float32, −708 in float64)
             lt = lt.clamp_min(math.log(torch.finfo(dtype).tiny))  # so the density is finite, not inf − inf = NaN
         mean_log_pi = lt.mean(-2)
+    if topk:
+        alpha = merge_classes(alpha, top)
     nll = log_normalizer(alpha) - ((alpha - 1.0) * mean_log_pi).sum(-1)
     return reduce_loss(nll, reduction, mask)
+
+
+def check_topk(topk: int, k: int) -> int:
+    """``topk`` as an int: 0 (no merging) or 1 ≤ topk < K (ValueError otherwise)."""
+    if isinstance(topk, bool) or int(topk) != topk or not (topk == 0 or 1 <= topk < k):
+        raise ValueError(f"topk must be 0 (all classes) or an integer in [1, K-1] = [1, {k - 1}], got {topk!r}")
+    return int(topk)
+
+
+def topk_classes(scores: torch.Tensor, topk: int) -> torch.Tensor:
+    """Indices ``[..., topk]`` of the ``topk`` largest ``scores`` ``[..., K]`` (the teachers' mean)."""
+    return scores.topk(topk, dim=-1, sorted=False).indices
+
+
+def _rest_mask(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return torch.ones(x.shape, dtype=torch.bool, device=x.device).scatter_(-1, index, False)
+
+
+def merge_classes(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``[..., K]`` → ``[..., k + 1]``: the classes ``index`` ``[..., k]``, then the sum of all the others.
+
+    Differentiable in ``x`` (concentrations: Σ_rest α is the concentration of the merged class).
+    """
+    rest = torch.where(_rest_mask(x, index), x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(-1, keepdim=True)
+    return torch.cat([x.gather(-1, index), rest], dim=-1)
+
+
+def merge_log_classes(log_x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Log-space :func:`merge_classes`: ``ln x`` of the classes ``index``, then ln Σ_rest x (logsumexp)."""
+    rest = torch.where(_rest_mask(log_x, index), log_x, torch.full((), -math.inf, dtype=log_x.dtype, device=log_x.device))
+    return torch.cat([log_x.gather(-1, index), torch.logsumexp(rest, dim=-1, keepdim=True)], dim=-1)
 
 
 def _masked_inputs(
@@ -172,7 +218,7 @@ class _DirichletKLToTarget(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, beta: torch.Tensor, offset: float, reverse: bool) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, z: torch.Tensor, beta: torch.Tensor, offset: float, reverse: bool, from_alpha: bool = False) -> torch.Tensor:  # type: ignore[override]
         n, k = z.shape
         lo, cap = MIN_LOG_ALPHA[z.dtype], MAX_LOG_ALPHA[z.dtype]
         rows = max(1, (CUDA_CHUNK_ELEMENTS if z.is_cuda else CHUNK_ELEMENTS) // max(k, 1))
@@ -181,8 +227,11 @@ class _DirichletKLToTarget(torch.autograd.Function):
         grad = torch.empty_like(z) if need_grad else None
         for s in range(0, n, rows):
             zc, bc = z[s : s + rows], beta[s : s + rows]
-            ez = zc.clamp(lo, cap).exp_()
-            a = ez + offset
+            if from_alpha:  # the input is α itself: the gradient is ∂/∂α
+                a = zc + offset if offset else zc
+            else:
+                ez = zc.clamp(lo, cap).exp_()
+                a = ez + offset
             a0 = a.sum(-1, keepdim=True)
             b0 = bc.sum(-1, keepdim=True)
             lg, dg, tg = _gamma_terms(a, with_trigamma=need_grad and reverse)
@@ -199,7 +248,9 @@ class _DirichletKLToTarget(torch.autograd.Function):
                 if need_grad:
                     g = dg.sub_(torch.digamma(a0)).sub_(dg_b).add_(torch.digamma(b0))
             out[s : s + rows] = val.squeeze(-1)
-            if need_grad:
+            if need_grad and from_alpha:
+                grad[s : s + rows] = g
+            elif need_grad:
                 g.mul_(ez)
                 # clamped logits get zero gradient; on a GPU without the host sync of a data-dependent `if`
                 if zc.is_cuda:
@@ -215,7 +266,7 @@ class _DirichletKLToTarget(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        return ctx.grad * grad_out.unsqueeze(-1), None, None, None
+        return ctx.grad * grad_out.unsqueeze(-1), None, None, None, None
 
 
 def dropped_constant(beta: torch.Tensor, direction: str = "reverse") -> torch.Tensor:
@@ -245,6 +296,9 @@ def proxy_dirichlet_loss(
     mask: Optional[torch.Tensor] = None,
     reduction: str = "mean",
     target: Optional[ProxyTarget] = None,
+    parametrization: str = "exp",
+    clip_precision: Optional[float] = None,
+    topk: int = 0,
 ) -> torch.Tensor:
     """Proxy-Dirichlet distillation ([Proxy] §3, eq. 13–17).
 
@@ -262,6 +316,19 @@ def proxy_dirichlet_loss(
     target precision without offset (β̂₀ is the weight of the reconstruction term in
     [Proxy] eq. 18, so the normalised loss is on the scale of a cross-entropy; the floor
     keeps flat targets, β̂₀ → 0, from blowing up).
+
+    Options (the defaults take the fused path above, α never materialised):
+
+    - ``parametrization="softplus"``: α = softplus(z / T) + model_offset;
+    - ``clip_precision=A``: the student's α₀ capped at A in log space, mean kept
+      (:func:`shared.uncertainty.alphas_from_logits`);
+    - ``topk=k`` (0 < k < K): both Dirichlets over the teachers' top-k classes of p̄ plus one
+      merged class, β_rest = Σ_rest β_k and α_rest = Σ_rest α_k (aggregation property: the exact
+      marginals), so lnΓ/ψ/ψ' run on N·(k+1) values instead of N·K. The dropped β-only constant
+      is then that of the merged β; with k = K − 1 the loss equals the full one.
+
+    With any option, α is built by autograd and the analytic gradient of the KL with respect to α
+    ([Proxy] eq. 15/16 without the factor e^z) is chained through it.
     """
     if direction not in ("reverse", "forward"):
         raise ValueError(f"direction must be 'reverse' or 'forward', got {direction!r}")
@@ -294,7 +361,16 @@ def proxy_dirichlet_loss(
         precision = mask_rows(precision, mask, 1.0, row_dims - 1)
     if temperature != 1.0:
         z = z / temperature
-    value = _DirichletKLToTarget.apply(z.reshape(-1, k), beta.reshape(-1, k), float(model_offset), direction == "reverse")
+    topk = check_topk(topk, k)
+    if parametrization == "exp" and clip_precision is None and not topk:
+        value = _DirichletKLToTarget.apply(z.reshape(-1, k), beta.reshape(-1, k), float(model_offset), direction == "reverse")
+    else:
+        alpha = alphas_from_logits(z, offset=model_offset, parametrization=parametrization, clip_precision=clip_precision)
+        if topk:
+            top = topk_classes(beta, topk)  # β = p̄·β̂₀ + offset is ordered like p̄
+            alpha, beta = merge_classes(alpha, top), merge_classes(beta, top)
+        kk = alpha.shape[-1]
+        value = _DirichletKLToTarget.apply(alpha.reshape(-1, kk), beta.reshape(-1, kk), 0.0, direction == "reverse", True)
     value = value.reshape(lead)
     if normalize:
         value = value / precision.clamp_min(1.0)

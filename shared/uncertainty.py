@@ -16,7 +16,7 @@ float64; the outputs have the computation dtype.
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -107,26 +107,51 @@ def dirichlet_uncertainty(alphas: torch.Tensor) -> Dict[str, torch.Tensor]:
     return {key: value.to(out_dtype) for key, value in out.items()}
 
 
-def alphas_from_logits(logits: torch.Tensor, offset: float = 0.0, parametrization: str = "exp") -> torch.Tensor:
-    """Dirichlet concentrations from network outputs: α = exp(z) + offset.
+PARAMETRIZATIONS = ("exp", "softplus")
+#: floor added to softplus concentrations when there is no offset, so that α > 0
+SOFTPLUS_FLOOR = 1e-8
+
+
+def alphas_from_logits(
+    logits: torch.Tensor,
+    offset: float = 0.0,
+    parametrization: str = "exp",
+    clip_precision: Optional[float] = None,
+) -> torch.Tensor:
+    """Dirichlet concentrations from network outputs: α = exp(z) + offset (or softplus(z) + offset).
 
     Overflow-safe: z is clamped to [MIN_LOG_ALPHA, MAX_LOG_ALPHA] ([−30, 30] in float32,
     [−300, 80] in float64) before the exponential, so α stays finite and positive for
     logits of any size (the gradient is zero outside that range), and the derivatives of
     lnΓ/ψ at α (≈ 1/α, 1/α²) stay finite too. With
-    ``parametrization="softplus"``, α = softplus(z) + offset (a small floor of
-    1e-8 is added when offset is 0 so that α > 0).
+    ``parametrization="softplus"``, α = softplus(z) + offset (a floor of
+    :data:`SOFTPLUS_FLOOR` = 1e-8 is added when offset is 0 so that α > 0).
+
+    ``clip_precision=A`` caps the precision α₀ = Σ_k α_k at A, keeping the mean α/α₀, in log
+    space (differentiable; the gradient along the precision is zero where the cap is active)::
+
+        ln α_k ← ln α_k − max(0, logsumexp_j ln α_j − ln A)
 
     Half-precision logits are computed and returned in float32.
     """
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization must be 'exp' or 'softplus', got {parametrization!r}")
+    if clip_precision is not None and not (math.isfinite(float(clip_precision)) and float(clip_precision) > 0):
+        raise ValueError(f"clip_precision must be a finite number > 0, got {clip_precision!r}")
     dtype = compute_dtype(logits)
     z = upcast(logits, dtype)
     if parametrization == "exp":
-        alphas = z.clamp(MIN_LOG_ALPHA[dtype], MAX_LOG_ALPHA[dtype]).exp()
-    elif parametrization == "softplus":
-        alphas = torch.nn.functional.softplus(z)
-        if offset == 0.0:
-            alphas = alphas + 1e-8
+        log_alpha = z.clamp(MIN_LOG_ALPHA[dtype], MAX_LOG_ALPHA[dtype])
+        if clip_precision is None:
+            alphas = log_alpha.exp()
+            return alphas + offset if offset else alphas
+        if offset:
+            log_alpha = torch.logaddexp(log_alpha, torch.full((), math.log(offset), dtype=dtype, device=z.device))
     else:
-        raise ValueError(f"parametrization must be 'exp' or 'softplus', got {parametrization!r}")
-    return alphas + offset if offset else alphas
+        alphas = torch.nn.functional.softplus(z) + (offset if offset else SOFTPLUS_FLOOR)
+        if clip_precision is None:
+            return alphas
+        log_alpha = alphas.log()
+    excess = (torch.logsumexp(log_alpha, dim=-1, keepdim=True) - math.log(float(clip_precision))).clamp_min(0.0)
+    # floored at MIN_LOG_ALPHA after the rescaling too, so ψ'(α) ≈ 1/α² stays finite (see shared._tensor)
+    return (log_alpha - excess).clamp_min(MIN_LOG_ALPHA[dtype]).exp()

@@ -19,7 +19,16 @@ Logged (train, valid, and tensorboard with ``--tensorboard-logdir``):
 ``teacher_nll`` (the teachers' own mean reference NLL, base 2), ``alpha0``
 (student precision α₀ = Σ_k exp(z_k) + model_offset, mean per token),
 ``beta0`` (Proxy-Dirichlet target precision β̂₀, [Proxy] eq. 17, mean per
-token) and ``temperature``.
+token), ``temperature`` and ``xent_weight``.
+
+Options common to every criterion (issue 14): ``--parametrization {exp,softplus}``
+(α = exp(z/T) + offset or softplus(z/T) + offset, recorded in the checkpoint for
+fairseq-generate; the logged α₀ uses it), ``--init-xent-weight``/``--final-xent-weight``
+(the cross-entropy weight annealed linearly over the temperature's update window
+[--anneal-start, --anneal-end]; validation uses the final weight). Dirichlet criterions
+only: ``--clip-precision A`` (the student's α₀ capped at A inside the loss; the logged
+α₀ is the unclipped one that generation sees) and ``--topk-loss K`` (the loss over the
+teachers' top-K classes plus one merged class).
 """
 
 
@@ -41,6 +50,7 @@ from shared.dirichlet import ProxyTarget, proxy_target
 from shared.uncertainty import alphas_from_logits
 
 TARGET_CONCENTRATION_CHOICES = ChoiceEnum(["mkl", "epkl"])
+PARAMETRIZATION_CHOICES = ChoiceEnum(["exp", "softplus"])
 _LN2 = math.log(2.0)
 
 
@@ -63,6 +73,34 @@ class DistillationCriterionConfig(FairseqDataclass):
     label_smoothing: float = field(
         default=0.0, metadata={"help": "label smoothing epsilon of the --xent-weight cross-entropy term"}
     )
+    init_xent_weight: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "cross-entropy weight up to update --anneal-start, then linear to --final-xent-weight at "
+            "--anneal-end (the temperature's window; default: --xent-weight)"
+        },
+    )
+    final_xent_weight: Optional[float] = field(
+        default=None,
+        metadata={"help": "cross-entropy weight from update --anneal-end on, and in validation (default: --xent-weight)"},
+    )
+    parametrization: PARAMETRIZATION_CHOICES = field(  # type: ignore[valid-type]
+        default="exp",
+        metadata={
+            "help": "student concentrations alpha = exp(z/T) + offset or softplus(z/T) + offset "
+            "(recorded in the checkpoint; fairseq-generate reads it)"
+        },
+    )
+    clip_precision: Optional[float] = field(
+        default=None,
+        metadata={"help": "Dirichlet criterions: cap the student's precision alpha0 at this value in the loss "
+                  "(log space, mean kept)"},
+    )
+    topk_loss: int = field(
+        default=0,
+        metadata={"help": "Dirichlet criterions: loss over the teachers' top-K classes of the mean plus one merged "
+                  "rest class (0: all classes)"},
+    )
 
 
 def validate_common(cfg: DistillationCriterionConfig) -> None:
@@ -76,6 +114,16 @@ def validate_common(cfg: DistillationCriterionConfig) -> None:
         raise FlagError(f"--model-offset must be >= 0, got {cfg.model_offset}")
     if cfg.target_offset < 0:
         raise FlagError(f"--target-offset must be >= 0, got {cfg.target_offset}")
+    for name in ("init_xent_weight", "final_xent_weight"):
+        value = getattr(cfg, name, None)
+        if value is not None and value < 0:
+            raise FlagError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    clip = getattr(cfg, "clip_precision", None)
+    if clip is not None and not clip > 0:
+        raise FlagError(f"--clip-precision must be > 0, got {clip}")
+    topk = getattr(cfg, "topk_loss", 0)
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 0:
+        raise FlagError(f"--topk-loss must be an integer >= 0 (0: all classes), got {topk}")
 
 
 class DistillationCriterion(FairseqCriterion):
@@ -95,7 +143,31 @@ class DistillationCriterion(FairseqCriterion):
         self.target_offset = float(cfg.target_offset)
         self.estimator = str(cfg.target_concentration)
         self.xent_weight = float(cfg.xent_weight)
+        self.init_xent_weight = self.xent_weight if cfg.init_xent_weight is None else float(cfg.init_xent_weight)
+        self.final_xent_weight = self.xent_weight if cfg.final_xent_weight is None else float(cfg.final_xent_weight)
         self.eps = float(cfg.label_smoothing)
+        self.parametrization = str(cfg.parametrization)
+        self.clip_precision = None if cfg.clip_precision is None else float(cfg.clip_precision)
+        self.topk = int(cfg.topk_loss)
+        if not self.student_is_dirichlet and (self.clip_precision is not None or self.topk):
+            raise FlagError(
+                f"--clip-precision and --topk-loss apply to the Dirichlet criterions, not --criterion {type(self).__name__}"
+            )
+        vocab = len(task.target_dictionary) if getattr(task, "target_dictionary", None) is not None else None
+        if self.topk and vocab is not None and self.topk >= vocab:
+            raise FlagError(f"--topk-loss must be below the target vocabulary size {vocab}, got {self.topk}")
+
+    def xent_weight_at(self, update_num: Optional[int]) -> float:
+        """Cross-entropy weight of a batch processed after ``update_num`` updates (``None``: validation → final).
+
+        w(u) = init + (final − init) · f(u), with f the task's annealing fraction over
+        [--anneal-start, --anneal-end] (0 before, 1 after), the window of the temperature.
+        """
+        if update_num is None or self.init_xent_weight == self.final_xent_weight:
+            return self.final_xent_weight
+        fraction = getattr(self.task, "anneal_fraction", None)
+        f = 1.0 if fraction is None else float(fraction(update_num))
+        return self.init_xent_weight + (self.final_xent_weight - self.init_xent_weight) * f
 
     def distillation_loss(self, logits: Tensor, teacher_log_probs: Tensor, temperature: float, target: ProxyTarget) -> Tensor:
         """Per-token loss ``[N]`` from student logits ``[N, V]`` and teacher log-probs ``[N, M, V]``."""
@@ -118,16 +190,18 @@ class DistillationCriterion(FairseqCriterion):
         proxy = proxy_target(teacher_lp, estimator=self.estimator, offset=self.target_offset, temperature=temperature)
         distill = self.distillation_loss(logits, teacher_lp, temperature, proxy).sum()
         lprobs = torch.log_softmax(logits.float(), dim=-1)
-        if self.xent_weight > 0:
+        xent_weight = self.xent_weight_at(ensemble.update_num)
+        if xent_weight > 0:
             xent, nll = label_smoothed_nll_loss(lprobs, target, self.eps, ignore_index=None, reduce=True)
-            loss = distill + self.xent_weight * xent
+            loss = distill + xent_weight * xent
         else:
             nll = -lprobs.detach().gather(-1, target.unsqueeze(-1)).sum()
             loss = distill
 
         with torch.no_grad():
             teacher_nll = -teacher_lp.gather(-1, target.view(-1, 1, 1).expand(-1, teacher_lp.shape[1], 1)).mean(1).sum()
-            alpha0 = alphas_from_logits(logits.detach(), offset=self.model_offset).sum(-1, dtype=torch.float64).sum()
+            alpha0 = alphas_from_logits(logits.detach(), offset=self.model_offset, parametrization=self.parametrization)
+            alpha0 = alpha0.sum(-1, dtype=torch.float64).sum()
             beta0 = proxy.precision.double().sum()
 
         ntokens = int(mask.sum().item())
@@ -140,6 +214,7 @@ class DistillationCriterion(FairseqCriterion):
             "alpha0": alpha0.data,
             "beta0": beta0.data,
             "temperature": temperature * ntokens,
+            "xent_weight": xent_weight * ntokens,
             "ntokens": ntokens,
             "nsentences": sample["target"].size(0),
             "sample_size": sample_size,
@@ -163,6 +238,7 @@ class DistillationCriterion(FairseqCriterion):
         metrics.log_scalar("alpha0", total("alpha0") / ntokens, ntokens, round=3)
         metrics.log_scalar("beta0", total("beta0") / ntokens, ntokens, round=3)
         metrics.log_scalar("temperature", total("temperature") / ntokens, ntokens, round=4)
+        metrics.log_scalar("xent_weight", total("xent_weight") / ntokens, ntokens, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -44,4 +44,7 @@ class DirichletProxyDistillation(DistillationCriterion):
             temperature=temperature,
             target=target,
             reduction="none",
+            parametrization=self.parametrization,
+            clip_precision=self.clip_precision,
+            topk=self.topk,
         )

@@ -46,4 +46,7 @@ class SequenceDistributionDistillation(DistillationCriterion):
             smoothing=self.smoothing,
             model_offset=self.model_offset,
             reduction="none",
+            parametrization=self.parametrization,
+            clip_precision=self.clip_precision,
+            topk=self.topk,
         )

@@ -116,7 +116,7 @@ class HypothesisScorer:
         if self.temperature != 1.0:
             logits = logits / self.temperature
         if self.kind == "dirichlet":
-            return alphas_from_logits(logits[mask], offset=self.model_offset)
+            return alphas_from_logits(logits[mask], offset=self.model_offset, parametrization=getattr(self, "parametrization", "exp"))
         extra = decoder_out[1] if len(decoder_out) > 1 else None
         log_probs = model.get_normalized_probs((logits, extra), log_probs=True, sample=None)
         return log_probs[mask]

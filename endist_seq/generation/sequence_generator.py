@@ -42,7 +42,7 @@ class DirichletMeanModel(torch.nn.Module):
 
     def get_normalized_probs(self, net_output: Any, log_probs: bool, sample: Optional[Dict[str, Tensor]] = None) -> Tensor:
         """ln p̂ (or p̂) with p̂_k = α_k / α₀, α = exp(z) + offset (z already divided by the temperature)."""
-        alphas = alphas_from_logits(net_output[0], offset=self.offset)
+        alphas = alphas_from_logits(net_output[0], offset=self.offset, parametrization=getattr(self, "parametrization", "exp"))
         log_mean = alphas.log() - alphas.sum(-1, keepdim=True).log()
         return log_mean if log_probs else log_mean.exp()
 

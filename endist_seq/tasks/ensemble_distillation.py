@@ -20,6 +20,9 @@ Temperature ([EnD2] §3.1, App. A.2) follows
     T(u) = linear from init_temp to final_temp        anneal_start < u < anneal_end
     T(u) = final_temp                                 u ≥ anneal_end
 
+The criterions' ``--init-xent-weight``/``--final-xent-weight`` follow the same window
+(:meth:`EnsembleDistillationTask.anneal_fraction`).
+
 Because ``u`` is fairseq's own update counter, which is checkpointed, the
 schedule continues exactly after ``--restore-file``/``checkpoint_last.pt``.
 Validation uses T = 1 so validation losses stay comparable across the run.
@@ -36,7 +39,7 @@ from fairseq.tasks.translation import TranslationConfig
 from omegaconf import II
 
 from endist_seq.errors import FlagError, check_finite_flags
-from endist_seq.tasks.translation_uncertainty import TranslationUncertaintyTask
+from endist_seq.tasks.translation_uncertainty import STUDENT_STATE_KEY, TranslationUncertaintyTask
 from endist_seq.teachers import EnsembleBatch, TeacherCheckpointError, TeacherEnsemble, split_paths
 from shared.schedules import TemperatureAnnealing
 
@@ -121,13 +124,28 @@ class EnsembleDistillationTask(TranslationUncertaintyTask):
             )
         if self.teachers is None:
             self.teachers = TeacherEnsemble.load(paths, self, dtype=self.ensemble_dtype)
+        # the student's parametrization joins the training record (task_state["endist_student"]) for generation
+        meta = dict(self.state.state_dict.get(STUDENT_STATE_KEY) or {})
+        meta["parametrization"] = str(getattr(criterion, "parametrization", "exp"))
+        self.state.merge_state_dict({STUDENT_STATE_KEY: meta})
         return criterion
+
+    def anneal_fraction(self, update_num: int) -> float:
+        """0 up to --anneal-start, linear to 1 at --anneal-end, then 1 (the temperature's window)."""
+        start, end = int(self.cfg.anneal_start), int(self.cfg.anneal_end)
+        if update_num <= start:
+            return 0.0
+        if update_num >= end or end == start:
+            return 1.0
+        return (update_num - start) / (end - start)
 
     def temperature(self, update_num: int) -> float:
         """Distillation temperature for a batch processed after ``update_num`` completed updates."""
         return float(self.temperature_schedule(update_num))
 
-    def attach_ensemble(self, sample: Dict[str, Any], model: torch.nn.Module, temperature: float) -> None:
+    def attach_ensemble(
+        self, sample: Dict[str, Any], model: torch.nn.Module, temperature: float, update_num: Optional[int] = None
+    ) -> None:
         """Compute the teachers' log-probs for ``sample`` and store them as ``sample["ensemble"]``."""
         if self.teachers is None:
             raise RuntimeError("ensemble_distillation: teachers are not loaded (build_criterion was not called)")
@@ -135,10 +153,10 @@ class EnsembleDistillationTask(TranslationUncertaintyTask):
         self.teachers.to(device)
         mask = sample["target"].ne(self.target_dictionary.pad())
         log_probs = self.teachers.log_probs(sample["net_input"], mask)
-        sample["ensemble"] = EnsembleBatch(log_probs=log_probs, mask=mask, temperature=temperature)
+        sample["ensemble"] = EnsembleBatch(log_probs=log_probs, mask=mask, temperature=temperature, update_num=update_num)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        self.attach_ensemble(sample, model, self.temperature(update_num))
+        self.attach_ensemble(sample, model, self.temperature(update_num), update_num)
         try:
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         finally:

@@ -295,9 +295,13 @@ class TranslationUncertaintyTask(TranslationTask):
                 prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
             )
         kind, offset = self.resolve_model_kind(len(models))
+        # α = exp(z) + c or softplus(z) + c as recorded in training (issue 14.8; "exp" for older checkpoints)
+        meta = (self.checkpoint_students[-1] or {}) if kind == "dirichlet" and self.checkpoint_students else {}
+        parametrization = str(meta.get("parametrization") or "exp")
         search_models = list(models)
         if getattr(self.cfg, "dirichlet_mean_decoding", False):
             search_models = [DirichletMeanModel(models[0], offset)]
+            search_models[0].parametrization = parametrization
         generator_models: Any = search_models
         if seq_gen_cls is None and not getattr(args, "print_alignment", None) and not getattr(args, "score_reference", False):
             # plain SequenceGenerator: give it fairseq's EnsembleModel subclass that keeps the
@@ -317,6 +321,7 @@ class TranslationUncertaintyTask(TranslationTask):
             temperature=float(getattr(args, "temperature", 1.0)),
             nbest_temperature=float(self.cfg.nbest_temperature),
         )
+        scorer.parametrization = parametrization
         logger.info(
             "uncertainty: %s (%d member%s%s), measures in nats",
             kind, len(models), "s" if len(models) > 1 else "",
