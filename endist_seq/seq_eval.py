@@ -12,7 +12,7 @@ references) and on OOD sets:
   FPR at 95% TPR from :func:`shared.metrics.ood_detection_scores`.
 
 The uncertainty u of a measure is its value, except for the confidences
-``score`` and ``avg_confidence`` where u = −value
+``score``, ``pe_confidence`` and ``ep_confidence`` where u = −value
 (:data:`endist_seq.generation.measures.CONFIDENCE_MEASURES`). Measures a model
 cannot provide (``undefined``) are reported as ``None`` (``-`` in tables).
 Values enter the metrics through their ranks (average ranks for ties), which
@@ -34,7 +34,7 @@ from endist_seq.generation.parse import GeneratedSentence
 
 #: default headline columns, as in [Proxy] Tables 3–4: total (entropy of the expected
 #: distribution) and knowledge (reverse mutual information) uncertainty
-DEFAULT_HEADLINE: Tuple[Tuple[str, str], ...] = (("EoE", "avg_total"), ("RMI", "avg_rmi"))
+DEFAULT_HEADLINE: Tuple[Tuple[str, str], ...] = (("EoE", "pe_total"), ("RMI", "pe_rmi"))
 AGGREGATES = ("top1", "weighted")
 
 

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from endist_seq.generation.measures import current_name
 from endist_seq.generation.output import UNDEFINED
 
 
@@ -56,7 +57,7 @@ def _parse_pairs(fields: List[str], where: str) -> Dict[str, Optional[float]]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise GenerateOutputError(f"{where}: expected name=value, got {item!r}")
-        out[name] = _parse_value(value, where)
+        out[current_name(name)] = _parse_value(value, where)  # outputs of before issue 14: old names mapped
     return out
 
 
@@ -126,9 +127,9 @@ def read_jsonl_output(path: str) -> Dict[int, GeneratedSentence]:
                 sent = GeneratedSentence(id=sid, reference=rec.get("reference"))
                 for hyp in rec["hypotheses"]:
                     sent.hypotheses.append(hyp.get("text") or "")
-                    sent.measures[int(hyp["rank"])] = {k: _json_value(v) for k, v in hyp["sequence"].items()}
+                    sent.measures[int(hyp["rank"])] = {current_name(k): _json_value(v) for k, v in hyp["sequence"].items()}
                 if rec.get("weighted"):
-                    sent.weighted = {k: _json_value(v) for k, v in rec["weighted"].items()}
+                    sent.weighted = {current_name(k): _json_value(v) for k, v in rec["weighted"].items()}
             except (KeyError, TypeError, ValueError) as err:
                 raise GenerateOutputError(f"{where}: not an endist uncertainty record ({err})") from None
             sentences[sid] = sent
