@@ -86,12 +86,18 @@ from endist_seq.checkpoint_safety import (
 from endist_seq.errors import FlagError, check_finite_flags, config_value, float_fields
 from endist_seq.generation.output import AtomicJsonlWriter, SharedOutputFile, UncertaintyReporter, check_output_path
 from endist_seq.generation.scorer import HypothesisScorer
-from endist_seq.generation.sequence_generator import DirichletMeanModel, RecordingEnsembleModel, UncertaintyGenerator
+from endist_seq.generation.sequence_generator import (
+    DirichletMeanModel,
+    ExpectationOfProductsEnsembleModel,
+    RecordingEnsembleModel,
+    UncertaintyGenerator,
+)
 
 logger = logging.getLogger(__name__)
 
 UNCERTAINTY_MODEL_CHOICES = ChoiceEnum(["auto", "ensemble", "dirichlet", "proxy", "single"])
 NBEST_WEIGHT_CHOICES = ChoiceEnum(["logprob", "score", "uniform"])
+ENSEMBLE_COMBINATION_CHOICES = ChoiceEnum(["pe", "ep"])
 
 #: endist criterions whose student outputs Dirichlet concentrations α = exp(z) + model_offset
 DIRICHLET_CRITERIONS = frozenset(
@@ -137,6 +143,14 @@ class TranslationUncertaintyConfig(TranslationConfig):
             "help": "n-best weights of the UW- lines: logprob = softmax of the unnormalised sequence log-probability "
             "sum_l log P(y_l|y<l) / T; score = softmax of fairseq's length-normalised score / T; uniform = plain "
             "average (sampled hypotheses)"
+        },
+    )
+    ensemble_combination: ENSEMBLE_COMBINATION_CHOICES = field(  # type: ignore[valid-type]
+        default="pe",
+        metadata={
+            "help": "how the beam search combines ensemble members: pe = fairseq's uniform average (1/M) sum_m P_m; "
+            "ep = expectation of products, sum_m w_m P_m with w_m proportional to P_m(prefix) (needs several "
+            "checkpoints and the plain beam search)"
         },
     )
     uncertainty_jsonl: Optional[str] = field(
@@ -309,7 +323,16 @@ class TranslationUncertaintyTask(TranslationTask):
         if getattr(self.cfg, "dirichlet_mean_decoding", False):
             search_models = [DirichletMeanModel(models[0], offset)]
         generator_models: Any = search_models
-        if seq_gen_cls is None and not getattr(args, "print_alignment", None) and not getattr(args, "score_reference", False):
+        plain_search = seq_gen_cls is None and not getattr(args, "print_alignment", None) and not getattr(args, "score_reference", False)
+        combination = str(getattr(self.cfg, "ensemble_combination", "pe"))
+        if combination == "ep":
+            if len(models) < 2:
+                raise FlagError(f"--ensemble-combination ep needs several checkpoints in --path, got {len(models)}")
+            if not plain_search:
+                raise FlagError("--ensemble-combination ep works with the plain beam search only "
+                                "(not with --score-reference or --print-alignment)")
+            generator_models = ExpectationOfProductsEnsembleModel(search_models)
+        elif plain_search:
             # plain SequenceGenerator: give it fairseq's EnsembleModel subclass that keeps the
             # encoder outputs, so the re-scoring does not run the encoders a second time
             generator_models = RecordingEnsembleModel(search_models)
@@ -422,6 +445,10 @@ def _validate(cfg: Any) -> None:
             raise FlagError(f"{flag} needs --compute-uncertainty")
     if compute and str(getattr(cfg, "uncertainty_model", "auto")) not in ("auto", "ensemble", "dirichlet", "proxy", "single"):
         raise FlagError(f"--uncertainty-model must be auto, ensemble, dirichlet, proxy or single, got {cfg.uncertainty_model}")
+    if str(getattr(cfg, "ensemble_combination", "pe")) not in ("pe", "ep"):
+        raise FlagError(f"--ensemble-combination must be pe or ep, got {cfg.ensemble_combination}")
+    if str(getattr(cfg, "ensemble_combination", "pe")) == "ep" and not compute:
+        raise FlagError("--ensemble-combination ep needs --compute-uncertainty")
     if str(getattr(cfg, "nbest_weights", "logprob")) not in ("logprob", "score", "uniform"):
         raise FlagError(f"--nbest-weights must be logprob, score or uniform, got {cfg.nbest_weights}")
     for flag, attr in (("--uncertainty-jsonl", "uncertainty_jsonl"), ("--uncertainty-output", "uncertainty_output")):

@@ -26,7 +26,7 @@ LN2 = math.log(2.0)
 def ens(seq_cache_root: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> Dict[str, Path]:
     """All generations of this module, run once per test run (shared by the xdist workers)."""
     a, b = teacher_checkpoints[:2]
-    names = ("ab", "aa", "ab_perm", "single_ref", "bad_jsonl", "plain", "ab_proxy")
+    names = ("ab", "aa", "ab_perm", "single_ref", "bad_jsonl", "plain", "ab_proxy", "ab_ep")
 
     def build(root: Path) -> None:
         out = {name: root / name for name in names}
@@ -35,6 +35,7 @@ def ens(seq_cache_root: Path, toy_data_bin: Path, teacher_checkpoints: List[Path
                              "--uncertainty-jsonl", str(root / "ab.jsonl")),
             uncertainty_args(toy_data_bin, [a, a], "test", out["aa"]),
             uncertainty_args(toy_data_bin, [a, b], "test", out["ab_proxy"], "--uncertainty-model", "proxy"),
+            uncertainty_args(toy_data_bin, [a, b], "test", out["ab_ep"], "--ensemble-combination", "ep"),
             uncertainty_args(toy_data_bin, [a, b], "test1", out["ab_perm"]),
             uncertainty_args(toy_data_bin, [a], "test", out["single_ref"], "--score-reference"),
             {"args": uncertainty_args(toy_data_bin, [a, b], "test", out["bad_jsonl"], "--uncertainty-jsonl",
@@ -140,7 +141,7 @@ def test_single_model_score_reference(ens: Dict[str, Path]) -> None:
     for sent in sents[:50]:
         p = p_lines[sent.id]
         assert sent.measures[0]["tu_pe"] == pytest.approx(-LN2 * sum(p) / len(p), abs=2e-4)
-    assert "\tdata=undefined\t" in text and "\trmi=undefined\t" in text
+    assert "\tpe_data=undefined\t" in text and "\tpe_rmi=undefined\t" in text
 
 
 def test_ensemble_knowledge_uncertainty_detects_permuted_source(ens: Dict[str, Path], tmp_path: Path) -> None:
@@ -178,3 +179,18 @@ def test_proxy_model_reads_the_ensembles_own_proxy_dirichlet_target(ens: Dict[st
     assert checked > 100
     sents = read_generate_output(str(results_file(ens["ab_proxy"], "test")))
     assert all(s.measures[0]["tu_ep"] is None and s.measures[0]["ku_pe"] >= 0 for s in sents)
+
+
+def test_expectation_of_products_search(ens: Dict[str, Path]) -> None:
+    """--ensemble-combination ep: the search's log-probability of a hypothesis is Σ_l ln P_EP(y_l|y<l)
+    = ln (1/M) Σ_m P_m(y|x), so with --lenpen 1 its score equals −tu_ep (teacher-forced, independent of the
+    search's bookkeeping), while the default PE search's score equals −tu_pe instead."""
+    ep = read_generate_output(str(results_file(ens["ab_ep"], "test")), require_references=True)
+    pe = read_generate_output(str(results_file(ens["ab"], "test")), require_references=True)
+    assert len(ep) == 200
+    for sent in ep:
+        m = sent.measures[0]
+        assert m["score"] == pytest.approx(-m["tu_ep"], rel=1e-3, abs=1e-4), sent.id
+    gaps = [abs(s.measures[0]["tu_ep"] - s.measures[0]["tu_pe"]) for s in pe]
+    assert max(gaps) > 1e-2  # the two combinations really differ on these members
+    assert sum(s.top1 != t.top1 for s, t in zip(ep, pe)) < 100  # same task, mostly the same translations
