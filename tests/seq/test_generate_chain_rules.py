@@ -184,3 +184,18 @@ def test_nbest_weights_modes() -> None:
         M.nbest_weights("softmax", scores)
     with pytest.raises(ValueError, match="log-prob"):
         M.nbest_weights("logprob", scores)
+
+
+def test_new_flags_are_validated_naming_the_flag() -> None:
+    from endist_seq.errors import FlagError
+    from endist_seq.tasks.translation_uncertainty import TranslationUncertaintyConfig, _validate
+
+    cfg = TranslationUncertaintyConfig()
+    cfg.ensemble_combination = "ep"
+    with pytest.raises(FlagError, match="--ensemble-combination ep needs --compute-uncertainty"):
+        _validate(cfg)
+    cfg.compute_uncertainty = True
+    _validate(cfg)
+    cfg.nbest_weights = "softmax"
+    with pytest.raises(FlagError, match="--nbest-weights"):
+        _validate(cfg)
