@@ -28,6 +28,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from shared.io import atomic_write_text
+from endist_seq.generation.measures import current_name
 from endist_seq.generation.parse import GenerateOutputError, read_generate_output
 from endist_seq.seq_eval import (
     AGGREGATES,
@@ -107,7 +108,7 @@ def parse_headline(spec: str) -> List[Tuple[str, str]]:
         label, sep, measure = item.partition("=")
         if not sep or not label.strip() or not measure.strip():
             raise CliError(f"--headline: expected LABEL=MEASURE[,LABEL=MEASURE...], got {spec!r}")
-        pairs.append((label.strip(), measure.strip()))
+        pairs.append((label.strip(), current_name(measure.strip())))  # old names (avg_total, du, ...) accepted
     return pairs
 
 
@@ -171,7 +172,7 @@ def run(argv: Sequence[str]) -> Dict[str, object]:
         "models": results,
         "plots": plots,
         "notes": "prr, roc_auc, pr_auc, fpr_at_95_tpr are fractions (markdown shows %); "
-        "null = measure undefined for the model; uncertainty = -value for score and avg_confidence",
+        "null = measure undefined for the model; uncertainty = -value for score, pe_confidence and ep_confidence",
     }
     atomic_write_text(os.path.join(args.out_dir, "seq_eval.json"), json.dumps(document, indent=2) + "\n")
     atomic_write_text(os.path.join(args.out_dir, "seq_eval.md"), markdown)

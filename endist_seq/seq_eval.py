@@ -9,10 +9,13 @@ references) and on OOD sets:
   order of decreasing uncertainty u_i and a rejected sentence counts as perfect
   (error 0); PRR = AR_uns / AR_orc from :func:`shared.metrics.prediction_rejection_ratio`;
 * **OOD detection** per measure and OOD set: ROC-AUC, PR-AUC (OOD = positive) and
-  FPR at 95% TPR from :func:`shared.metrics.ood_detection_scores`.
+  FPR at 95% TPR from :func:`shared.metrics.ood_detection_scores`;
+* **token-level error detection** per token measure (both chain rules): ROC-AUC and PR-AUC
+  for tokens of the top-1 hypothesis that the Levenshtein alignment to the reference does
+  not match (:mod:`endist_seq.token_errors`).
 
 The uncertainty u of a measure is its value, except for the confidences
-``score`` and ``avg_confidence`` where u = −value
+``score``, ``pe_confidence`` and ``ep_confidence`` where u = −value
 (:data:`endist_seq.generation.measures.CONFIDENCE_MEASURES`). Measures a model
 cannot provide (``undefined``) are reported as ``None`` (``-`` in tables).
 Values enter the metrics through their ranks (average ranks for ties), which
@@ -31,10 +34,11 @@ from scipy.stats import rankdata
 
 from endist_seq.generation.measures import CONFIDENCE_MEASURES, SEQUENCE_MEASURES
 from endist_seq.generation.parse import GeneratedSentence
+from endist_seq.token_errors import token_error_detection
 
 #: default headline columns, as in [Proxy] Tables 3–4: total (entropy of the expected
 #: distribution) and knowledge (reverse mutual information) uncertainty
-DEFAULT_HEADLINE: Tuple[Tuple[str, str], ...] = (("EoE", "avg_total"), ("RMI", "avg_rmi"))
+DEFAULT_HEADLINE: Tuple[Tuple[str, str], ...] = (("EoE", "pe_total"), ("RMI", "pe_rmi"))
 AGGREGATES = ("top1", "weighted")
 
 
@@ -101,6 +105,9 @@ def evaluate_model(model: ModelOutputs, aggregate: str = "top1") -> Dict[str, ob
     prr: Dict[str, Optional[float]] = {}
     for name, u in id_values.items():
         prr[name] = None if u is None else _finite_or_none(prediction_rejection_ratio(rankdata(u), errors))
+    token_errors = token_error_detection(
+        [s.tokenised or "" for s in sents], [s.reference or "" for s in sents], [s.token_measures for s in sents]
+    )
     ood: Dict[str, object] = {}
     for ood_set in model.ood:
         ood_values = measure_values(ood_set.sentences, aggregate)
@@ -124,6 +131,7 @@ def evaluate_model(model: ModelOutputs, aggregate: str = "top1") -> Dict[str, ob
         "mean_sentence_error": float(errors.mean()),
         "prr": prr,
         "ood": ood,
+        "token_errors": token_errors,
     }
 
 
@@ -192,6 +200,28 @@ def render_markdown(
                 if o not in ood:  # type: ignore[operator]
                     continue
                 lines.append(_row([model] + [_cell(ood[o][metric].get(m)) for m in measures]))  # type: ignore[index]
+    lines += ["", "## Token-level error detection (Levenshtein errors of the top-1 hypothesis = positive)", ""]
+    token_measures: List[str] = []
+    for res in results.values():
+        te = res.get("token_errors")  # type: ignore[union-attr]
+        for name in (te or {}).get("roc_auc", {}):  # type: ignore[union-attr]
+            if name not in token_measures:
+                token_measures.append(name)
+    if not token_measures:
+        lines.append("No UT- token values in the inputs (or none matching the tokens): not evaluated.")
+    else:
+        header = ["Model", "tokens", "error %"] + [f"{m} ROC / PR" for m in token_measures]
+        lines += [_row(header), _row(["---"] * len(header))]
+        for model in models:
+            te = results[model].get("token_errors")  # type: ignore[union-attr]
+            if not te:
+                lines.append(_row([model, "-", "-"] + ["-"] * len(token_measures)))
+                continue
+            cells = [model, str(te["tokens"]), f"{100 * te['error_rate']:.1f}"]  # type: ignore[index]
+            for m in token_measures:
+                roc, pr = te["roc_auc"].get(m), te["pr_auc"].get(m)  # type: ignore[index, union-attr]
+                cells.append(f"{_cell(roc)} / {_cell(pr)}")
+            lines.append(_row(cells))
     lines += ["", "BLEU signatures:", ""]
     for model in models:
         lines.append(f"- {model}: `{results[model]['bleu_signature']}`")

@@ -7,47 +7,67 @@ distribution over the K target types given the prefix y_<l:
 * **ensemble** of M members: P_m(· | y_<l, x), m = 1..M;
 * **Dirichlet student**: Dir(α_l) with α_l = exp(z_l) + offset, expected
   distribution p̂_l = α_l / α_{l,0};
+* **proxy**: an ensemble read through its own Proxy-Dirichlet target
+  Dir(β_l), β_l = p̄_l · β̂₀,l + 1 ([Proxy] eq. 17, Table 2 "Proxy" row), then as a Dirichlet;
 * **single model**: one distribution P(· | y_<l, x).
 
-Token level (per position, from :mod:`shared.uncertainty`): ``total``,
-``data``, ``mutual_information``, ``epkl``, ``rmi``, ``confidence`` of the
-members (:func:`shared.uncertainty.ensemble_uncertainty`) or of Dir(α_l)
-(:func:`shared.uncertainty.dirichlet_uncertainty`), plus ``log_prob`` =
-ln P(y_l | y_<l, x) of the expected distribution (ensemble: ln (1/M) Σ_m P_m(y_l);
-Dirichlet: ln p̂_l(y_l); single: ln P(y_l)). A single model has ``total``
-(its entropy), ``confidence`` and ``log_prob`` only.
+Token level: two **chain rules** (Malinin & Gales 2021, §3) give the token
+distributions whose measures are averaged over positions:
+
+* **product of expectations** (``pe_*``): the members are averaged with equal
+  weights at every position, P_PE(·|y<l) = (1/M) Σ_m P_m(·|y<l)
+  (:func:`shared.uncertainty.ensemble_uncertainty`; for a Dirichlet
+  :func:`shared.uncertainty.dirichlet_uncertainty`);
+* **expectation of products** (``ep_*``, ensembles only): member m is weighted by its
+  posterior given the prefix, w_m(y<l) = P_m(y<l|x) / Σ_k P_k(y<l|x) (from the cumulative
+  log-probs, in log space), P_EP(·|y<l) = Σ_m w_m P_m(·|y<l), and
+  total = H[P_EP], data = Σ_m w_m H[P_m], mutual_information = total − data,
+  epkl = Σ_m Σ_n w_m w_n KL(P_m‖P_n), rmi = Σ_m w_m KL(P_EP‖P_m),
+  confidence = max P_EP (:func:`weighted_ensemble_uncertainty`). Because
+  Π_l P_EP(y_l|y<l) = (1/M) Σ_m P_m(y|x), the EP chain rule is the exact
+  factorisation of the sequence-level ensemble predictive.
+
+``<rule>_log_prob`` = ln P_<rule>(y_l | y_<l, x) at the chosen token. A single
+model has ``*_total`` (its entropy), ``*_confidence`` and ``*_log_prob`` only
+(PE = EP for M = 1); a Dirichlet has no EP chain rule (no members).
 
 Sequence level (all in nats, per hypothesis; "higher = more uncertain" except
-``score`` and ``avg_confidence``)::
+``score`` and ``*_confidence``)::
 
-    score   = fairseq's hypothesis score (Σ_l ln P(y_l) / L^lenpen, natural log)
-    tu_pe   = −(1/L) Σ_l ln (1/M) Σ_m P_m(y_l | y_<l, x)         product of expectations
-    tu_ep   = −(1/L) ln (1/M) Σ_m Π_l P_m(y_l | y_<l, x)          expectation of products
-    du      = −(1/L) (1/M) Σ_m Σ_l ln P_m(y_l | y_<l, x)           data uncertainty
-    ku_pe   = du − tu_pe ≥ 0      ku_ep = du − tu_ep ≥ 0          RMI-style knowledge uncertainty
-    avg_<t> = (1/L) Σ_l t_l      for every token-level measure t (chain-rule estimates)
+    score       = fairseq's hypothesis score (Σ_l ln P(y_l) / L^lenpen, natural log)
+    tu_pe       = −(1/L) Σ_l ln (1/M) Σ_m P_m(y_l | y_<l, x)     = −(1/L) Σ_l pe_log_prob_l
+    tu_ep       = −(1/L) ln (1/M) Σ_m Π_l P_m(y_l | y_<l, x)     = −(1/L) Σ_l ep_log_prob_l
+    member_nll  = −(1/L) (1/M) Σ_m Σ_l ln P_m(y_l | y_<l, x)       mean member cross-entropy
+    ku_pe = member_nll − tu_pe ≥ 0      ku_ep = member_nll − tu_ep ≥ 0
+    pe_<t>, ep_<t> = (1/L) Σ_l t_l    for t in total, data, mutual_information, epkl, rmi, confidence
 
-ku_pe and ku_ep are non-negative by Jensen's inequality (ln-mean ≥ mean-ln):
-they are Monte-Carlo estimates, from the hypothesis, of the sequence-level
-reverse mutual information E_m KL(P̄(y|x) ‖ P_m(y|x)) / L.
+Expectations over y ~ P_EP(y|x) (sequence level, times 1/L): tu_ep estimates the
+total uncertainty H[P_EP(y|x)]; ``member_nll`` estimates H[P_EP(y|x)] +
+(1/M) Σ_m KL(P_EP(y|x) ‖ P_m(y|x)) = total + reverse mutual information, a
+cross-entropy *upper bound* on total uncertainty, **not** data uncertainty
+(data uncertainty is ``ep_data``/``pe_data``); ku_ep estimates the sequence-level
+RMI, ku_pe its PE analogue; both are ≥ 0 by Jensen. (``member_nll`` was called
+``du`` before issue 14; old names are read back by :data:`LEGACY_NAMES`.)
 
-For the Dirichlet student the members are replaced by π_l ~ Dir(α_l)
+For a Dirichlet (student or proxy) the members are replaced by π_l ~ Dir(α_l)
 (independent across positions), so P̄ = p̂ and E_π ln π_y = ψ(α_y) − ψ(α₀)::
 
-    tu_pe = −(1/L) Σ_l ln p̂_l(y_l)
-    du    = −(1/L) Σ_l (ψ(α_{l,y_l}) − ψ(α_{l,0}))
-    ku_pe = du − tu_pe = (1/L) Σ_l (ln p̂_l(y_l) − ψ(α_{l,y_l}) + ψ(α_{l,0})) ≥ 0
+    tu_pe      = −(1/L) Σ_l ln p̂_l(y_l)
+    member_nll = −(1/L) Σ_l (ψ(α_{l,y_l}) − ψ(α_{l,0}))      (expectation: total + rmi per token)
+    ku_pe      = member_nll − tu_pe ≥ 0
 
-``tu_ep``/``ku_ep`` need sequence-level members and are *undefined* for a
-Dirichlet student; for a single model every data/knowledge measure is
-undefined (the decomposition needs an ensemble or a Dirichlet), while
-tu_pe = tu_ep = −(1/L) ln P(y|x). Undefined measures are ``None`` here and
-printed as ``undefined`` — never as zeros.
+``tu_ep``/``ku_ep``/``ep_*`` need members and are *undefined* for a Dirichlet; for
+a single model every data/knowledge measure is undefined, while tu_pe = tu_ep
+= −(1/L) ln P(y|x). Undefined measures are ``None`` here and printed as
+``undefined`` — never as zeros.
 
-n-best aggregation over the hypotheses h = 1..N of one source, with their
-fairseq scores s_h and a temperature T > 0::
+n-best aggregation over the hypotheses h = 1..N of one source with a
+temperature T > 0 (:func:`nbest_weights`)::
 
-    w_h = exp(s_h / T) / Σ_h' exp(s_h' / T),      agg(u) = Σ_h w_h u_h
+    logprob (default): w_h = softmax_h(ln P(y_h|x) / T), ln P(y_h|x) = Σ_l ln P(y_{h,l}|y_{h,<l}, x) (unnormalised)
+    score:             w_h = softmax_h(s_h / T), s_h = fairseq's length-normalised score
+    uniform:           w_h = 1/N   (sampled hypotheses: plain Monte-Carlo average)
+    agg(u) = Σ_h w_h u_h
 """
 
 from __future__ import annotations
@@ -59,35 +79,55 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from shared._tensor import compute_dtype, upcast, xlogy_safe
 from shared.uncertainty import UNCERTAINTY_KEYS, dirichlet_uncertainty, ensemble_uncertainty
 
-MODEL_KINDS = ("ensemble", "dirichlet", "single")
+MODEL_KINDS = ("ensemble", "dirichlet", "proxy", "single")
+CHAIN_RULES = ("pe", "ep")
+NBEST_WEIGHTS = ("logprob", "score", "uniform")
 
 #: token-level measures, in output order
-TOKEN_MEASURES = ("log_prob",) + tuple(UNCERTAINTY_KEYS)
+TOKEN_MEASURES = tuple(f"{rule}_{key}" for rule in CHAIN_RULES for key in ("log_prob",) + tuple(UNCERTAINTY_KEYS))
 
 #: sequence-level measures, in output order
 SEQUENCE_MEASURES = (
     "score",
     "tu_pe",
     "tu_ep",
-    "du",
+    "member_nll",
     "ku_pe",
     "ku_ep",
-) + tuple(f"avg_{key}" for key in UNCERTAINTY_KEYS)
+) + tuple(f"{rule}_{key}" for rule in CHAIN_RULES for key in UNCERTAINTY_KEYS)
 
 #: measures where a higher value means *more confident* (negate to rank by uncertainty)
-CONFIDENCE_MEASURES = frozenset({"score", "avg_confidence"})
+CONFIDENCE_MEASURES = frozenset({"score", "pe_confidence", "ep_confidence"})
 
+#: names used before issue 14 → current names (parsers and ``--headline`` accept both)
+LEGACY_NAMES: Dict[str, str] = {"du": "member_nll", "log_prob": "pe_log_prob"}
+LEGACY_NAMES.update({f"avg_{key}": f"pe_{key}" for key in UNCERTAINTY_KEYS})
+LEGACY_NAMES.update({key: f"pe_{key}" for key in UNCERTAINTY_KEYS})
+
+
+def current_name(name: str) -> str:
+    """The current name of a measure (old names of :data:`LEGACY_NAMES` mapped, others unchanged)."""
+    return LEGACY_NAMES.get(name, name)
+
+
+_MEMBERLESS = frozenset(f"ep_{key}" for key in ("log_prob",) + tuple(UNCERTAINTY_KEYS))
+_SINGLE_TOKEN = frozenset(
+    f"{rule}_{key}" for rule in CHAIN_RULES for key in ("data", "mutual_information", "epkl", "rmi")
+)
 _TOKEN_UNDEFINED = {
     "ensemble": frozenset(),
-    "dirichlet": frozenset(),
-    "single": frozenset({"data", "mutual_information", "epkl", "rmi"}),
+    "dirichlet": _MEMBERLESS,
+    "proxy": _MEMBERLESS,
+    "single": _SINGLE_TOKEN,
 }
 _SEQUENCE_UNDEFINED = {
     "ensemble": frozenset(),
-    "dirichlet": frozenset({"tu_ep", "ku_ep"}),
-    "single": frozenset({"du", "ku_pe", "ku_ep"} | {f"avg_{k}" for k in _TOKEN_UNDEFINED["single"]}),
+    "dirichlet": frozenset({"tu_ep", "ku_ep"}) | (_MEMBERLESS - {"ep_log_prob"}),
+    "proxy": frozenset({"tu_ep", "ku_ep"}) | (_MEMBERLESS - {"ep_log_prob"}),
+    "single": frozenset({"member_nll", "ku_pe", "ku_ep"}) | _SINGLE_TOKEN,
 }
 
 
@@ -113,8 +153,9 @@ class TokenStats:
     """Per-position quantities of P flattened hypothesis positions.
 
     Attributes:
-        measures: token-level measures, ``[P]`` each (undefined ones absent).
-        log_prob: ``[P]`` ln of the expected distribution at the chosen token.
+        measures: token-level measures by their :data:`TOKEN_MEASURES` name, ``[P]`` each
+            (undefined ones absent).
+        log_prob: ``[P]`` ln P_PE(y_l), the expected (PE) distribution at the chosen token.
         member_log_prob: ``[P, M]`` ln P_m(y_l) of each member (ensembles only).
         expected_log_prob: ``[P]`` E_{π~Dir(α)} ln π_{y_l} = ψ(α_y) − ψ(α₀) (Dirichlet only).
     """
@@ -125,39 +166,112 @@ class TokenStats:
     expected_log_prob: Optional[Tensor] = None
 
 
-def ensemble_token_stats(log_probs: Tensor, targets: Tensor) -> TokenStats:
-    """Token stats of an ensemble from member log-probs ``[P, M, K]`` and chosen tokens ``[P]``."""
+def prefix_log_weights(member_log_prob: Tensor, segment: Tensor, lengths: Tensor) -> Tensor:
+    """ln w_m(y<l) = ln P_m(y<l|x) − ln Σ_k P_k(y<l|x) of every position, ``[P, M]`` float64.
+
+    ``member_log_prob`` ``[P, M]`` holds ln P_m(y_l|y<l, x); the positions of hypothesis n
+    (``segment == n``) are consecutive and in order, ``lengths[n]`` of them. ln P_m(y<l|x)
+    is the exclusive cumulative sum within the hypothesis (0 at l = 1: uniform weights).
+    Computed in log space on a padded ``[N, L_max, M]`` layout (no subtraction of cumulative
+    sums, so −inf log-probs stay −inf); a prefix that every member gives probability 0
+    falls back to uniform weights.
+    """
+    member = member_log_prob.to(torch.float64)
+    n, m = int(lengths.numel()), member.shape[-1]
+    lengths = lengths.to(device=member.device, dtype=torch.long)
+    starts = torch.cumsum(lengths, 0) - lengths
+    position = torch.arange(member.shape[0], device=member.device) - starts[segment]
+    padded = member.new_zeros((n, int(lengths.max()) if n else 0, m))
+    padded[segment, position] = member
+    exclusive = torch.cat([padded.new_zeros((n, 1, m)), torch.cumsum(padded, dim=1)[:, :-1]], dim=1)
+    prefix = exclusive[segment, position]  # [P, M]
+    norm = torch.logsumexp(prefix, dim=-1, keepdim=True)
+    uniform = torch.full_like(prefix, -math.log(m))
+    return torch.where(torch.isfinite(norm), prefix - norm, uniform)
+
+
+def weighted_ensemble_uncertainty(log_probs: Tensor, log_weights: Tensor) -> Dict[str, Tensor]:
+    """Measures of a weighted mixture Σ_m w_m P_m (the EP chain rule's token distribution).
+
+    Args:
+        log_probs: ``[..., M, K]`` ln P_m(k) (−inf allowed).
+        log_weights: ``[..., M]`` ln w_m, Σ_m w_m = 1.
+
+    Returns:
+        ``total`` = H[P_w], ``data`` = Σ_m w_m H[P_m], ``mutual_information`` = total − data,
+        ``epkl`` = Σ_{m,n} w_m w_n KL(P_m‖P_n) = −data − Σ_k P_w,k Σ_n w_n ln P_nk,
+        ``rmi`` = Σ_m w_m KL(P_w‖P_m) = −total − Σ_k P_w,k Σ_m w_m ln P_mk,
+        ``confidence`` = max_k P_w,k, and ``log_mean`` ``[..., K]`` = ln P_w.
+        With w_m = 1/M these are :func:`shared.uncertainty.ensemble_uncertainty`.
+    """
+    dtype = compute_dtype(log_probs, log_weights)
+    lp = upcast(log_probs, dtype)
+    lw = upcast(log_weights, dtype).unsqueeze(-1)  # [..., M, 1]
+    w = lw.exp()
+    log_mean = torch.logsumexp(lp + lw, dim=-2)  # [..., K]
+    mean = log_mean.exp()
+    total = -xlogy_safe(mean, log_mean).sum(-1)
+    data = -(w.squeeze(-1) * xlogy_safe(lp.exp(), lp).sum(-1)).sum(-1)
+    finite_lp = lp.clamp_min(torch.finfo(dtype).min)  # w_m = 0 (underflow) with ln P = −inf: 0, not NaN
+    mean_log = (w * finite_lp).sum(-2)  # Σ_m w_m ln P_mk
+    cross = xlogy_safe(mean, mean_log).sum(-1)
+    return {
+        "total": total,
+        "data": data,
+        "mutual_information": total - data,
+        "epkl": -data - cross,
+        "rmi": -total - cross,
+        "confidence": mean.amax(-1),
+        "log_mean": log_mean,
+    }
+
+
+def ensemble_token_stats(log_probs: Tensor, targets: Tensor, segment: Tensor, lengths: Tensor) -> TokenStats:
+    """Token stats of an ensemble (both chain rules) from member log-probs ``[P, M, K]`` and chosen tokens ``[P]``.
+
+    ``segment`` ``[P]`` / ``lengths`` ``[N]``: hypothesis of each position (consecutive, in
+    order) and positions per hypothesis, for the EP prefix weights (:func:`prefix_log_weights`).
+    """
     if log_probs.dim() != 3 or targets.shape != log_probs.shape[:1]:
         raise ValueError(f"expected log_probs [P, M, K] and targets [P], got {tuple(log_probs.shape)}, {tuple(targets.shape)}")
-    measures = ensemble_uncertainty(log_probs)
+    pe = ensemble_uncertainty(log_probs)
     index = targets.view(-1, 1, 1).expand(-1, log_probs.shape[1], 1)
     member = log_probs.gather(-1, index).squeeze(-1).to(torch.float64)  # [P, M]
     log_prob = torch.logsumexp(member, dim=-1) - math.log(member.shape[-1])
+    log_weights = prefix_log_weights(member, segment, lengths)
+    ep = weighted_ensemble_uncertainty(log_probs, log_weights)
+    ep.pop("log_mean")
+    measures = {"pe_log_prob": log_prob, "ep_log_prob": torch.logsumexp(member + log_weights, dim=-1)}
+    measures.update({f"pe_{k}": v for k, v in pe.items()})
+    measures.update({f"ep_{k}": v for k, v in ep.items()})
     return TokenStats(measures=measures, log_prob=log_prob, member_log_prob=member)
 
 
 def dirichlet_token_stats(alphas: Tensor, targets: Tensor) -> TokenStats:
-    """Token stats of a Dirichlet student from concentrations ``[P, K]`` and chosen tokens ``[P]``."""
+    """Token stats of a Dirichlet (student or proxy target) from concentrations ``[P, K]`` and chosen tokens ``[P]``."""
     if alphas.dim() != 2 or targets.shape != alphas.shape[:1]:
         raise ValueError(f"expected alphas [P, K] and targets [P], got {tuple(alphas.shape)}, {tuple(targets.shape)}")
-    measures = dirichlet_uncertainty(alphas)
     a = alphas.to(torch.float64)
     a0 = a.sum(-1)
     a_y = a.gather(-1, targets.view(-1, 1)).squeeze(-1)
-    return TokenStats(
-        measures=measures,
-        log_prob=a_y.log() - a0.log(),
-        expected_log_prob=torch.digamma(a_y) - torch.digamma(a0),
-    )
+    log_prob = a_y.log() - a0.log()
+    measures = {f"pe_{k}": v for k, v in dirichlet_uncertainty(alphas).items()}
+    measures["pe_log_prob"] = log_prob
+    return TokenStats(measures=measures, log_prob=log_prob, expected_log_prob=torch.digamma(a_y) - torch.digamma(a0))
 
 
 def single_token_stats(log_probs: Tensor, targets: Tensor) -> TokenStats:
-    """Token stats of one model from its log-probs ``[P, K]``: entropy (``total``), ``confidence``."""
+    """Token stats of one model from its log-probs ``[P, K]``: entropy (``*_total``), ``*_confidence``, ``*_log_prob``
+    (both chain rules coincide for M = 1)."""
     if log_probs.dim() != 2 or targets.shape != log_probs.shape[:1]:
         raise ValueError(f"expected log_probs [P, K] and targets [P], got {tuple(log_probs.shape)}, {tuple(targets.shape)}")
     full = ensemble_uncertainty(log_probs.unsqueeze(-2))  # M = 1: total = entropy
-    measures = {key: value for key, value in full.items() if key not in _TOKEN_UNDEFINED["single"]}
     log_prob = log_probs.gather(-1, targets.view(-1, 1)).squeeze(-1).to(torch.float64)
+    measures: Dict[str, Tensor] = {}
+    for rule in CHAIN_RULES:
+        measures[f"{rule}_log_prob"] = log_prob
+        measures[f"{rule}_total"] = full["total"]
+        measures[f"{rule}_confidence"] = full["confidence"]
     return TokenStats(measures=measures, log_prob=log_prob)
 
 
@@ -193,7 +307,7 @@ def sequence_measures(
         stats: token stats of all P positions.
         segment: ``[P]`` hypothesis index of each position (0..N−1).
         lengths: ``[N]`` number of positions L of each hypothesis (``</s>`` included).
-        kind: ``"ensemble"``, ``"dirichlet"`` or ``"single"``.
+        kind: one of :data:`MODEL_KINDS`.
         scores: ``[N]`` fairseq hypothesis scores (natural log), copied to ``score``.
 
     Returns:
@@ -211,26 +325,50 @@ def sequence_measures(
         member_sums = _segment_sum(stats.member_log_prob, segment, n)  # [N, M]: ln P_m(y|x)
         m = member_sums.shape[-1]
         tu_ep = -(torch.logsumexp(member_sums, dim=-1) - math.log(m)) / length
-        du = -member_sums.mean(-1) / length
-        out.update(tu_ep=tu_ep, du=du, ku_pe=du - tu_pe, ku_ep=du - tu_ep)
-    elif kind == "dirichlet":
+        nll = -member_sums.mean(-1) / length
+        out.update(tu_ep=tu_ep, member_nll=nll, ku_pe=nll - tu_pe, ku_ep=nll - tu_ep)
+    elif kind in ("dirichlet", "proxy"):
         assert stats.expected_log_prob is not None
-        du = -_segment_sum(stats.expected_log_prob, segment, n) / length
-        out.update(du=du, ku_pe=du - tu_pe)
+        nll = -_segment_sum(stats.expected_log_prob, segment, n) / length
+        out.update(member_nll=nll, ku_pe=nll - tu_pe)
     else:
         out["tu_ep"] = tu_pe
     for key, value in stats.measures.items():
-        out[f"avg_{key}"] = _segment_sum(value, segment, n) / length
+        if key.endswith("_log_prob"):
+            continue
+        out[key] = _segment_sum(value, segment, n) / length
     for key in _SEQUENCE_UNDEFINED[kind]:
         out[key] = None
     return out
 
 
-def posterior_weights(scores: Tensor, temperature: float = 1.0) -> Tensor:
-    """Beam-posterior weights w_h = softmax(s_h / T) of one source's n-best scores ``[N]``."""
+def nbest_weights(
+    mode: str, scores: Tensor, log_probs: Optional[Tensor] = None, temperature: float = 1.0
+) -> Tensor:
+    """Weights of one source's N hypotheses (module docstring): ``[N]`` float64 summing to 1.
+
+    Args:
+        mode: ``"logprob"`` (softmax of ln P(y|x) / T), ``"score"`` (softmax of score / T) or ``"uniform"``.
+        scores: ``[N]`` fairseq scores.
+        log_probs: ``[N]`` unnormalised sequence log-probabilities Σ_l ln P(y_l|y<l, x) (``"logprob"``).
+        temperature: T > 0.
+    """
+    if mode not in NBEST_WEIGHTS:
+        raise ValueError(f"--nbest-weights must be one of {NBEST_WEIGHTS}, got {mode!r}")
     if not temperature > 0:
         raise ValueError(f"n-best posterior temperature must be > 0, got {temperature}")
+    if mode == "uniform":
+        return torch.full((scores.numel(),), 1.0 / scores.numel(), dtype=torch.float64)
+    if mode == "logprob":
+        if log_probs is None:
+            raise ValueError("--nbest-weights logprob needs the hypotheses' sequence log-probabilities")
+        return torch.softmax(log_probs.to(torch.float64) / temperature, dim=-1)
     return torch.softmax(scores.to(torch.float64) / temperature, dim=-1)
+
+
+def posterior_weights(scores: Tensor, temperature: float = 1.0) -> Tensor:
+    """Beam-posterior weights w_h = softmax(s_h / T) of one source's n-best scores ``[N]`` (``--nbest-weights score``)."""
+    return nbest_weights("score", scores, temperature=temperature)
 
 
 def aggregate(values: Sequence[Optional[float]], weights: Sequence[float]) -> Optional[float]:

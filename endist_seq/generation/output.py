@@ -6,7 +6,7 @@ measure; see ``README.md ("Uncertainty in fairseq-generate")``)::
 
     U-<id>   <rank>  score=<v>  tu_pe=<v>  ...          one per n-best hypothesis
     UT-<id>  <rank>  log_prob=<v1>,<v2>,..  total=..    token level, one value per target token (</s> included)
-    UW-<id>  T=<t>   score=<v>  tu_pe=<v>  ...          n-best posterior-weighted aggregate
+    UW-<id>  <weights>,T=<t>   score=<v>  tu_pe=<v>  ...   n-best weighted aggregate (weights: logprob, score, uniform)
 
 The JSONL file (one record per source sentence) is written to a temporary
 file beside the target and renamed onto it only when the whole run has
@@ -54,7 +54,7 @@ def format_lines(sample_id: int, sentence: SentenceUncertainty) -> List[str]:
         lines.append(f"UT-{sample_id}\t{hyp.rank}\t{tok}")
     if sentence.hypotheses:
         agg = "\t".join(f"{name}={format_value(sentence.weighted[name])}" for name in M.SEQUENCE_MEASURES)
-        lines.append(f"UW-{sample_id}\tT={sentence.temperature:g}\t{agg}")
+        lines.append(f"UW-{sample_id}\t{sentence.weighting},T={sentence.temperature:g}\t{agg}")
     return lines
 
 
@@ -78,12 +78,14 @@ def sentence_record(
         "undefined": sorted(M.undefined_sequence_measures(sentence.kind)),
         "reference": reference,
         "nbest_temperature": sentence.temperature,
+        "nbest_weights": sentence.weighting,
         "hypotheses": [
             {
                 "rank": hyp.rank,
                 "text": texts[k] if k < len(texts) else None,
                 "tokens": hyp.tokens,
                 "score": _json_number(hyp.score),
+                "log_prob": _json_number(hyp.log_prob),
                 "sequence": {name: _json_number(v) for name, v in hyp.sequence.items()},
                 "token": {
                     name: None if values is None else [_json_number(v) for v in values]

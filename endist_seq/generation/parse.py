@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from endist_seq.generation.measures import current_name
 from endist_seq.generation.output import UNDEFINED
 
 
@@ -35,6 +36,9 @@ class GeneratedSentence:
     hypotheses: List[str] = field(default_factory=list)
     measures: Dict[int, Dict[str, Optional[float]]] = field(default_factory=dict)
     weighted: Optional[Dict[str, Optional[float]]] = None
+    #: tokenised top-1 hypothesis (``H-`` line / JSONL ``text``) and its ``UT-`` values per token measure
+    tokenised: Optional[str] = None
+    token_measures: Optional[Dict[str, Optional[List[float]]]] = None
 
     @property
     def top1(self) -> Optional[str]:
@@ -56,7 +60,19 @@ def _parse_pairs(fields: List[str], where: str) -> Dict[str, Optional[float]]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise GenerateOutputError(f"{where}: expected name=value, got {item!r}")
-        out[name] = _parse_value(value, where)
+        out[current_name(name)] = _parse_value(value, where)  # outputs of before issue 14: old names mapped
+    return out
+
+
+def _parse_token_pairs(fields: List[str], where: str) -> Dict[str, Optional[List[float]]]:
+    out: Dict[str, Optional[List[float]]] = {}
+    for item in fields:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise GenerateOutputError(f"{where}: expected name=v1,v2,..., got {item!r}")
+        out[current_name(name)] = None if value == UNDEFINED else [
+            v for v in (_parse_value(x, where) for x in value.split(",")) if v is not None
+        ]
     return out
 
 
@@ -95,12 +111,17 @@ def read_text_output(path: str) -> Dict[int, GeneratedSentence]:
                 except ValueError:
                     raise GenerateOutputError(f"{where}: U- line needs the hypothesis rank first, got {fields[0]!r}") from None
                 get(_split_id(head, where)).measures[rank] = _parse_pairs(fields[1:], where)
+            elif head.startswith("UT-"):
+                fields = rest.split("\t")
+                if fields[0] == "0":  # top-1 hypothesis only
+                    get(_split_id(head, where)).token_measures = _parse_token_pairs(fields[1:], where)
             elif head.startswith("UW-"):
                 fields = rest.split("\t")
                 get(_split_id(head, where)).weighted = _parse_pairs(fields[1:], where)
     for sid, sent in sentences.items():
         # detokenised D- lines when present, else H- lines (rank order)
         sent.hypotheses = d_lines.get(sid) or h_lines.get(sid) or []
+        sent.tokenised = (h_lines.get(sid) or d_lines.get(sid) or [None])[0]
     return sentences
 
 
@@ -126,9 +147,15 @@ def read_jsonl_output(path: str) -> Dict[int, GeneratedSentence]:
                 sent = GeneratedSentence(id=sid, reference=rec.get("reference"))
                 for hyp in rec["hypotheses"]:
                     sent.hypotheses.append(hyp.get("text") or "")
-                    sent.measures[int(hyp["rank"])] = {k: _json_value(v) for k, v in hyp["sequence"].items()}
+                    if int(hyp["rank"]) == 0:
+                        sent.tokenised = hyp.get("text") or ""
+                        token = hyp.get("token") or {}
+                        sent.token_measures = {
+                            current_name(k): None if v is None else [_json_value(x) for x in v] for k, v in token.items()
+                        } or None
+                    sent.measures[int(hyp["rank"])] = {current_name(k): _json_value(v) for k, v in hyp["sequence"].items()}
                 if rec.get("weighted"):
-                    sent.weighted = {k: _json_value(v) for k, v in rec["weighted"].items()}
+                    sent.weighted = {current_name(k): _json_value(v) for k, v in rec["weighted"].items()}
             except (KeyError, TypeError, ValueError) as err:
                 raise GenerateOutputError(f"{where}: not an endist uncertainty record ({err})") from None
             sentences[sid] = sent

@@ -11,7 +11,9 @@ for ``--score-reference``.
 
 The generation ``--temperature`` T is applied as in fairseq's ``EnsembleModel``
 (logits / T) before the softmax or, for a Dirichlet student, before
-α = exp(z / T) + offset.
+α = exp(z / T) + offset. For ``kind="proxy"`` the members' tempered
+distributions give the Proxy-Dirichlet target β = p̄·β̂₀ + 1
+(:func:`shared.dirichlet.proxy_target`, [Proxy] eq. 17), read as a Dirichlet.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from endist_seq.generation import measures as M
+from shared.dirichlet import proxy_target
 from shared.uncertainty import alphas_from_logits
 
 #: upper bound on the elements of one ``[hypotheses, positions, members, vocab]``
@@ -38,6 +41,7 @@ class HypothesisUncertainty:
     rank: int
     tokens: List[int]
     score: float
+    log_prob: float  # unnormalised ln P(y|x) = Σ_l ln P(y_l|y<l, x) of the search's model (positional scores)
     sequence: Dict[str, Optional[float]]
     token: Dict[str, Optional[List[float]]]
 
@@ -49,6 +53,7 @@ class SentenceUncertainty:
     kind: str
     num_members: int
     temperature: float
+    weighting: str = "logprob"
     hypotheses: List[HypothesisUncertainty] = field(default_factory=list)
     weighted: Dict[str, Optional[float]] = field(default_factory=dict)
 
@@ -58,11 +63,12 @@ class HypothesisScorer:
 
     Args:
         models: the fairseq models of ``--path`` (encoder-decoder).
-        kind: ``"ensemble"`` (M ≥ 2), ``"dirichlet"`` (one student) or ``"single"``.
+        kind: ``"ensemble"`` or ``"proxy"`` (M ≥ 2), ``"dirichlet"`` (one student) or ``"single"``.
         pad, eos: target dictionary indices.
         model_offset: Dirichlet offset c in α = exp(z) + c (``kind="dirichlet"`` only).
         temperature: generation temperature applied to the logits.
         nbest_temperature: temperature of the n-best posterior weights.
+        nbest_weights: ``"logprob"``, ``"score"`` or ``"uniform"`` (:func:`~endist_seq.generation.measures.nbest_weights`).
         max_elements: memory bound for one block of probabilities (see module constant).
     """
 
@@ -75,18 +81,21 @@ class HypothesisScorer:
         model_offset: float = 0.0,
         temperature: float = 1.0,
         nbest_temperature: float = 1.0,
+        nbest_weights: str = "logprob",
         max_elements: int = DEFAULT_MAX_ELEMENTS,
     ) -> None:
         if kind not in M.MODEL_KINDS:
             raise ValueError(f"model kind must be one of {M.MODEL_KINDS}, got {kind!r}")
-        if kind == "ensemble" and len(models) < 2:
-            raise ValueError(f"an ensemble needs at least 2 models, got {len(models)}")
-        if kind != "ensemble" and len(models) != 1:
+        if kind in ("ensemble", "proxy") and len(models) < 2:
+            raise ValueError(f"--uncertainty-model {kind} needs at least 2 models, got {len(models)}")
+        if kind in ("dirichlet", "single") and len(models) != 1:
             raise ValueError(f"--uncertainty-model {kind} needs exactly one checkpoint in --path, got {len(models)}")
         if not temperature > 0:
             raise ValueError(f"--temperature must be > 0, got {temperature}")
         if not nbest_temperature > 0:
             raise ValueError(f"--nbest-temperature must be > 0, got {nbest_temperature}")
+        if nbest_weights not in M.NBEST_WEIGHTS:
+            raise ValueError(f"--nbest-weights must be one of {M.NBEST_WEIGHTS}, got {nbest_weights!r}")
         if model_offset < 0:
             raise ValueError(f"--model-offset must be >= 0, got {model_offset}")
         self.models = list(models)
@@ -96,6 +105,7 @@ class HypothesisScorer:
         self.model_offset = float(model_offset)
         self.temperature = float(temperature)
         self.nbest_temperature = float(nbest_temperature)
+        self.nbest_weights = nbest_weights
         self.max_elements = int(max_elements)
 
     # ------------------------------------------------------------------ batching
@@ -154,7 +164,8 @@ class HypothesisScorer:
         """
         selected = [(i, j) for i, sent in enumerate(hypos) for j in range(min(nbest, len(sent)))]
         results = [
-            SentenceUncertainty(kind=self.kind, num_members=len(self.models), temperature=self.nbest_temperature)
+            SentenceUncertainty(kind=self.kind, num_members=len(self.models), temperature=self.nbest_temperature,
+                                weighting=self.nbest_weights)
             for _ in hypos
         ]
         if not selected:
@@ -178,14 +189,17 @@ class HypothesisScorer:
                 for m, enc in zip(self.models, encoder_outs)
             ]
             chosen = targets[mask]
+            group_lengths = mask.sum(1)
+            segment = torch.arange(len(group), device=device).repeat_interleave(group_lengths)
             if self.kind == "ensemble":
-                stats = M.ensemble_token_stats(torch.stack(outputs, dim=1), chosen)
+                stats = M.ensemble_token_stats(torch.stack(outputs, dim=1), chosen, segment, group_lengths)
+            elif self.kind == "proxy":
+                beta = proxy_target(torch.stack(outputs, dim=1)).beta
+                stats = M.dirichlet_token_stats(beta, chosen)
             elif self.kind == "dirichlet":
                 stats = M.dirichlet_token_stats(outputs[0], chosen)
             else:
                 stats = M.single_token_stats(outputs[0], chosen)
-            group_lengths = mask.sum(1)
-            segment = torch.arange(len(group), device=device).repeat_interleave(group_lengths)
             scores = torch.tensor(
                 [float(hypos[selected[g][0]][selected[g][1]]["score"]) for g in group], dtype=torch.float64
             )
@@ -214,8 +228,7 @@ class HypothesisScorer:
         for group, seq, stats in zip(groups, seq_parts, tok_parts):
             names = list(seq)
             columns = [None if seq[k] is None else seq[k].tolist() for k in names]  # type: ignore[union-attr]
-            tok_values = {"log_prob": stats.log_prob.tolist()}
-            tok_values.update({k: v.tolist() for k, v in stats.measures.items()})
+            tok_values = {k: v.tolist() for k, v in stats.measures.items()}
             offset = 0
             for pos, g in enumerate(group):
                 i, j = selected[g]
@@ -230,6 +243,7 @@ class HypothesisScorer:
                     rank=j,
                     tokens=hypos[i][j]["tokens"].tolist(),
                     score=float(hypos[i][j]["score"]),
+                    log_prob=_sequence_log_prob(hypos[i][j], sequence, length),
                     sequence=sequence,
                     token=token,
                 )
@@ -242,9 +256,21 @@ class HypothesisScorer:
                 sent.weighted = dict(sent.hypotheses[0].sequence)
                 continue
             sent.hypotheses.sort(key=lambda h: h.rank)
-            weights = M.posterior_weights(
-                torch.tensor([h.score for h in sent.hypotheses]), self.nbest_temperature
+            weights = M.nbest_weights(
+                self.nbest_weights,
+                torch.tensor([h.score for h in sent.hypotheses]),
+                torch.tensor([h.log_prob for h in sent.hypotheses]),
+                self.nbest_temperature,
             ).tolist()
             sent.weighted = {
                 name: M.aggregate([h.sequence[name] for h in sent.hypotheses], weights) for name in M.SEQUENCE_MEASURES
             }
+
+
+def _sequence_log_prob(hypo: Dict[str, Any], sequence: Dict[str, Optional[float]], length: int) -> float:
+    """Σ_l ln P(y_l|y<l, x) of the search's model: fairseq's positional scores (natural log), else −L·tu_pe."""
+    positional = hypo.get("positional_scores")
+    if isinstance(positional, torch.Tensor) and positional.numel() == length:
+        return float(positional.to(torch.float64).sum())
+    tu_pe = sequence.get("tu_pe")
+    return float("nan") if tu_pe is None else -length * float(tu_pe)

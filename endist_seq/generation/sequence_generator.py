@@ -12,10 +12,18 @@ student: the search then decodes with the expected distribution of the
 student's Dirichlet, p̂ = α/α₀ with α = exp(z/T) + offset, instead of
 softmax(z/T); :class:`DirichletMeanModel` provides that distribution to
 fairseq's ``EnsembleModel`` through ``get_normalized_probs``.
+
+``--ensemble-combination ep`` (issue 14, item 7) replaces fairseq's uniform average of the
+members during the search by the expectation-of-products combination,
+P_EP(·|y<l) = Σ_m w_m(y<l) P_m(·|y<l) with w_m(y<l) ∝ P_m(y<l|x), through
+:class:`ExpectationOfProductsEnsembleModel` (a subclass of fairseq's ``EnsembleModel``
+handed to the unchanged ``SequenceGenerator``). A hypothesis' search log-probability is
+then Σ_l ln P_EP(y_l|y<l) = ln (1/M) Σ_m P_m(y|x), the ensemble's sequence predictive.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -68,6 +76,65 @@ class RecordingEnsembleModel(EnsembleModel):
         outs = super().forward_encoder(net_input)
         self.last_encoder_outs = outs
         return outs
+
+
+class ExpectationOfProductsEnsembleModel(RecordingEnsembleModel):
+    """fairseq's ``EnsembleModel`` combining the members by their prefix posteriors (EP chain rule).
+
+    Keeps, per live hypothesis row, the cumulative member log-probabilities ln P_m(y<l|x)
+    ``[rows, M]`` and the members' last log-probabilities ``[rows, M, V]``; fairseq's
+    ``reorder_incremental_state(new_order)`` (called by ``SequenceGenerator`` after every
+    beam selection, including when finished sentences leave the batch) reorders them with
+    the decoder states, and the token the search appended, ``tokens[:, -1]``, extends the
+    prefix. ``forward_encoder`` (once per batch) resets them. Weights are computed in log
+    space: ln w_m = c_m − logsumexp_k c_k (uniform when every member gives the prefix
+    probability 0).
+    """
+
+    def __init__(self, models: List[torch.nn.Module]) -> None:
+        super().__init__(models)
+        self._prefix: Optional[Tensor] = None  # [rows, M] ln P_m(y<l|x)
+        self._last: Optional[Tensor] = None  # [rows, M, V] ln P_m(·|y<l-1)
+
+    def forward_encoder(self, net_input: Dict[str, Tensor]):  # type: ignore[override]
+        self._prefix = self._last = None
+        return super().forward_encoder(net_input)
+
+    def reorder_incremental_state(self, incremental_states: Any, new_order: Tensor) -> None:  # type: ignore[override]
+        super().reorder_incremental_state(incremental_states, new_order)
+        if self._last is not None and self._prefix is not None:
+            self._last = self._last.index_select(0, new_order)
+            self._prefix = self._prefix.index_select(0, new_order)
+
+    def forward_decoder(self, tokens: Tensor, encoder_outs: Any, incremental_states: Any, temperature: float = 1.0):  # type: ignore[override]
+        members: List[Tensor] = []
+        attn_sum: Optional[Tensor] = None
+        for i, model in enumerate(self.models):
+            encoder_out = encoder_outs[i] if self.has_encoder() else None
+            if self.has_incremental_states():
+                decoder_out = model.decoder.forward(tokens, encoder_out=encoder_out, incremental_state=incremental_states[i])
+            else:
+                decoder_out = model.decoder.forward(tokens, encoder_out=encoder_out)
+            extra = decoder_out[1] if len(decoder_out) > 1 else None
+            attn = extra.get("attn") if isinstance(extra, dict) else None
+            attn = attn[0] if isinstance(attn, list) else attn
+            if isinstance(attn, Tensor):
+                attn = attn[:, -1, :]
+                attn_sum = attn if attn_sum is None else attn_sum + attn
+            logits = decoder_out[0][:, -1:, :].div(temperature)
+            members.append(model.get_normalized_probs((logits, extra), log_probs=True, sample=None)[:, -1, :])
+        log_probs = torch.stack(members, dim=1)  # [rows, M, V]
+        rows, m = log_probs.shape[:2]
+        if tokens.size(1) == 1 or self._last is None or self._prefix is None or self._prefix.shape[0] != rows:
+            prefix = log_probs.new_zeros((rows, m))
+        else:
+            chosen = tokens[:, -1].view(-1, 1, 1).expand(-1, m, 1)
+            prefix = self._prefix + self._last.gather(-1, chosen).squeeze(-1)
+        self._prefix, self._last = prefix, log_probs
+        norm = torch.logsumexp(prefix, dim=-1, keepdim=True)
+        log_weights = torch.where(torch.isfinite(norm), prefix - norm, torch.full_like(prefix, -math.log(m)))
+        combined = torch.logsumexp(log_probs + log_weights.unsqueeze(-1), dim=1)
+        return combined, None if attn_sum is None else attn_sum / m
 
 
 class UncertaintyGenerator:

@@ -10,7 +10,7 @@ Usage (``--user-dir endist_seq``)::
     fairseq-generate DATA ... --compute-uncertainty --path student.pt [--model-offset 1.0]
 
 Model kind (``--uncertainty-model``, default ``auto``): several checkpoints →
-**ensemble**; one checkpoint → **dirichlet** if ``--model-offset`` is given or
+**ensemble** (or, asked for, **proxy**: their Proxy-Dirichlet target read as a Dirichlet); one checkpoint → **dirichlet** if ``--model-offset`` is given or
 the checkpoint was trained with an endist Dirichlet criterion (recorded in its
 ``task_state`` by :meth:`TranslationUncertaintyTask.build_criterion`, together
 with the ``--model-offset`` used in training), else **single**. Measures and
@@ -86,11 +86,18 @@ from endist_seq.checkpoint_safety import (
 from endist_seq.errors import FlagError, check_finite_flags, config_value, float_fields
 from endist_seq.generation.output import AtomicJsonlWriter, SharedOutputFile, UncertaintyReporter, check_output_path
 from endist_seq.generation.scorer import HypothesisScorer
-from endist_seq.generation.sequence_generator import DirichletMeanModel, RecordingEnsembleModel, UncertaintyGenerator
+from endist_seq.generation.sequence_generator import (
+    DirichletMeanModel,
+    ExpectationOfProductsEnsembleModel,
+    RecordingEnsembleModel,
+    UncertaintyGenerator,
+)
 
 logger = logging.getLogger(__name__)
 
-UNCERTAINTY_MODEL_CHOICES = ChoiceEnum(["auto", "ensemble", "dirichlet", "single"])
+UNCERTAINTY_MODEL_CHOICES = ChoiceEnum(["auto", "ensemble", "dirichlet", "proxy", "single"])
+NBEST_WEIGHT_CHOICES = ChoiceEnum(["logprob", "score", "uniform"])
+ENSEMBLE_COMBINATION_CHOICES = ChoiceEnum(["pe", "ep"])
 
 #: endist criterions whose student outputs Dirichlet concentrations α = exp(z) + model_offset
 DIRICHLET_CRITERIONS = frozenset(
@@ -111,7 +118,8 @@ class TranslationUncertaintyConfig(TranslationConfig):
         default="auto",
         metadata={
             "help": "how to read the --path models: ensemble (several checkpoints), dirichlet (one EnD2/Proxy-EnD2 "
-            "student), single; auto: ensemble if several, dirichlet if --model-offset is given or the checkpoint "
+            "student), proxy (several checkpoints read through their Proxy-Dirichlet target beta = mean*precision + 1, "
+            "Dirichlet measures), single; auto: ensemble if several, dirichlet if --model-offset is given or the checkpoint "
             "was trained with an endist Dirichlet criterion, else single"
         },
     )
@@ -127,7 +135,23 @@ class TranslationUncertaintyConfig(TranslationConfig):
         metadata={"help": "Dirichlet student: search with the expected distribution alpha/alpha0 instead of softmax(z)"},
     )
     nbest_temperature: float = field(
-        default=1.0, metadata={"help": "temperature T of the n-best posterior weights softmax(score / T) (UW- lines)"}
+        default=1.0, metadata={"help": "temperature T of the n-best weights softmax(log P(y) / T) or softmax(score / T) (UW- lines)"}
+    )
+    nbest_weights: NBEST_WEIGHT_CHOICES = field(  # type: ignore[valid-type]
+        default="logprob",
+        metadata={
+            "help": "n-best weights of the UW- lines: logprob = softmax of the unnormalised sequence log-probability "
+            "sum_l log P(y_l|y<l) / T; score = softmax of fairseq's length-normalised score / T; uniform = plain "
+            "average (sampled hypotheses)"
+        },
+    )
+    ensemble_combination: ENSEMBLE_COMBINATION_CHOICES = field(  # type: ignore[valid-type]
+        default="pe",
+        metadata={
+            "help": "how the beam search combines ensemble members: pe = fairseq's uniform average (1/M) sum_m P_m; "
+            "ep = expectation of products, sum_m w_m P_m with w_m proportional to P_m(prefix) (needs several "
+            "checkpoints and the plain beam search)"
+        },
     )
     uncertainty_jsonl: Optional[str] = field(
         default=None,
@@ -256,8 +280,8 @@ class TranslationUncertaintyTask(TranslationTask):
                 kind = "single"
         else:
             kind = requested
-        if kind == "ensemble" and num_models < 2:
-            raise FlagError(f"--uncertainty-model ensemble needs several checkpoints in --path (a.pt:b.pt), got {num_models}")
+        if kind in ("ensemble", "proxy") and num_models < 2:
+            raise FlagError(f"--uncertainty-model {kind} needs several checkpoints in --path (a.pt:b.pt), got {num_models}")
         if kind in ("dirichlet", "single") and num_models != 1:
             raise FlagError(f"--uncertainty-model {kind} needs exactly one checkpoint in --path, got {num_models}")
         if getattr(self.cfg, "dirichlet_mean_decoding", False) and kind != "dirichlet":
@@ -303,7 +327,16 @@ class TranslationUncertaintyTask(TranslationTask):
             search_models = [DirichletMeanModel(models[0], offset)]
             search_models[0].parametrization = parametrization
         generator_models: Any = search_models
-        if seq_gen_cls is None and not getattr(args, "print_alignment", None) and not getattr(args, "score_reference", False):
+        plain_search = seq_gen_cls is None and not getattr(args, "print_alignment", None) and not getattr(args, "score_reference", False)
+        combination = str(getattr(self.cfg, "ensemble_combination", "pe"))
+        if combination == "ep":
+            if len(models) < 2:
+                raise FlagError(f"--ensemble-combination ep needs several checkpoints in --path, got {len(models)}")
+            if not plain_search:
+                raise FlagError("--ensemble-combination ep works with the plain beam search only "
+                                "(not with --score-reference or --print-alignment)")
+            generator_models = ExpectationOfProductsEnsembleModel(search_models)
+        elif plain_search:
             # plain SequenceGenerator: give it fairseq's EnsembleModel subclass that keeps the
             # encoder outputs, so the re-scoring does not run the encoders a second time
             generator_models = RecordingEnsembleModel(search_models)
@@ -320,6 +353,7 @@ class TranslationUncertaintyTask(TranslationTask):
             model_offset=offset,
             temperature=float(getattr(args, "temperature", 1.0)),
             nbest_temperature=float(self.cfg.nbest_temperature),
+            nbest_weights=str(getattr(self.cfg, "nbest_weights", "logprob")),
         )
         scorer.parametrization = parametrization
         logger.info(
@@ -414,8 +448,14 @@ def _validate(cfg: Any) -> None:
     ):
         if getattr(cfg, attr, None) and not compute:
             raise FlagError(f"{flag} needs --compute-uncertainty")
-    if compute and str(getattr(cfg, "uncertainty_model", "auto")) not in ("auto", "ensemble", "dirichlet", "single"):
-        raise FlagError(f"--uncertainty-model must be auto, ensemble, dirichlet or single, got {cfg.uncertainty_model}")
+    if compute and str(getattr(cfg, "uncertainty_model", "auto")) not in ("auto", "ensemble", "dirichlet", "proxy", "single"):
+        raise FlagError(f"--uncertainty-model must be auto, ensemble, dirichlet, proxy or single, got {cfg.uncertainty_model}")
+    if str(getattr(cfg, "ensemble_combination", "pe")) not in ("pe", "ep"):
+        raise FlagError(f"--ensemble-combination must be pe or ep, got {cfg.ensemble_combination}")
+    if str(getattr(cfg, "ensemble_combination", "pe")) == "ep" and not compute:
+        raise FlagError("--ensemble-combination ep needs --compute-uncertainty")
+    if str(getattr(cfg, "nbest_weights", "logprob")) not in ("logprob", "score", "uniform"):
+        raise FlagError(f"--nbest-weights must be logprob, score or uniform, got {cfg.nbest_weights}")
     for flag, attr in (("--uncertainty-jsonl", "uncertainty_jsonl"), ("--uncertainty-output", "uncertainty_output")):
         path = getattr(cfg, attr, None)
         if path and path != "-":

@@ -15,7 +15,9 @@ Runs the same model(s), data, beam and batch size through
   steadiest of the three on a shared, loaded machine.
 
 The ratio ``uncertainty / plain`` of each is the overhead. It also checks that the two
-runs print identical hypotheses. Usage::
+runs print identical hypotheses. With ``--ep-share`` it also runs ``ep_measures_share.py``
+``--repeats`` times: the time of the expectation-of-products measures (issue 14) relative to the
+generation loop without them (median ``ep_extra``; issue 14's target ≤ 3%). Usage::
 
     python scripts/benchmarks/generate_overhead.py --data DATA_BIN --paths a.pt:b.pt [--subset test]
     python scripts/benchmarks/generate_overhead.py --toy-dir bench_output/toy   # builds the toy teachers if needed
@@ -90,6 +92,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench_output/generate_overhead.json"))
+    parser.add_argument("--ep-share", action="store_true", help="also time the EP chain-rule measures in-process")
     args = parser.parse_args()
     if (args.data is None) != (args.paths is None):
         parser.error("give both --data and --paths, or neither (then the toy teachers are used)")
@@ -128,8 +131,24 @@ def main() -> int:
         "ratio_cpu": med["uncertainty"]["cpu"] / med["plain"]["cpu"],
         "identical_hypotheses": True,
     }
+    if args.ep_share:
+        shares = []
+        for rep in range(args.repeats):
+            proc = subprocess.run([sys.executable, str(REPO / "scripts/benchmarks/ep_measures_share.py"), *unc_cmd[1:], "--quiet"],
+                                  cwd=REPO, env=_env(), capture_output=True, text=True)
+            line = [x for x in proc.stdout.splitlines() if x.startswith("EP_SHARE ")]
+            if proc.returncode != 0 or not line:
+                sys.exit(f"error: ep_measures_share.py failed:\n{proc.stderr[-2000:]}")
+            shares.append(json.loads(line[-1][len("EP_SHARE "):]))
+            print(f"repeat {rep + 1}/{args.repeats} EP measures {shares[-1]['ep_s']:.4f} s of generation loop "
+                  f"{shares[-1]['inference_s']:.2f} s: +{100 * shares[-1]['ep_extra']:.2f}%", flush=True)
+        result["ep_share_runs"] = shares
+        result["ep_extra"] = statistics.median(s["ep_extra"] for s in shares)
     print(f"overhead (median of {args.repeats}): whole command x{result['ratio_wall']:.3f}, "
           f"generation loop x{result['ratio_loop']:.3f}, process CPU time x{result['ratio_cpu']:.3f}  (target <= 1.10)")
+    if args.ep_share:
+        print(f"EP chain-rule measures (median of {args.repeats}): +{100 * result['ep_extra']:.2f}% of the generation loop "
+              "without them (target <= 3%)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:

@@ -28,7 +28,7 @@ def _ensemble_case(m: int = 3, k: int = 7, lengths=(4, 2, 5), seed: int = 0):
 
 def test_ensemble_sequence_measures_match_brute_force() -> None:
     log_probs, targets, segment, lengths = _ensemble_case()
-    stats = M.ensemble_token_stats(log_probs, targets)
+    stats = M.ensemble_token_stats(log_probs, targets, segment, lengths)
     seq = M.sequence_measures(stats, segment, lengths, "ensemble", scores=torch.tensor([-1.0, -2.0, -3.0]))
     start = 0
     for n, length in enumerate(lengths.tolist()):
@@ -40,12 +40,12 @@ def test_ensemble_sequence_measures_match_brute_force() -> None:
         du = -torch.log(seq_prob_members).mean() / length
         assert seq["tu_pe"][n].item() == pytest.approx(tu_pe.item(), rel=1e-9)
         assert seq["tu_ep"][n].item() == pytest.approx(tu_ep.item(), rel=1e-9)
-        assert seq["du"][n].item() == pytest.approx(du.item(), rel=1e-9)
+        assert seq["member_nll"][n].item() == pytest.approx(du.item(), rel=1e-9)
         assert seq["ku_pe"][n].item() == pytest.approx((du - tu_pe).item(), abs=1e-12)
         assert seq["ku_pe"][n] > 0 and seq["ku_ep"][n] > 0  # Jensen, members differ
         mean_p = probs.mean(1)
         entropy = -(mean_p * mean_p.log()).sum(-1).mean()
-        assert seq["avg_total"][n].item() == pytest.approx(entropy.item(), rel=1e-6)
+        assert seq["pe_total"][n].item() == pytest.approx(entropy.item(), rel=1e-6)
         start += length
     assert seq["score"].tolist() == [-1.0, -2.0, -3.0]
     assert all(seq[name] is not None for name in M.SEQUENCE_MEASURES)
@@ -54,10 +54,10 @@ def test_ensemble_sequence_measures_match_brute_force() -> None:
 def test_identical_members_have_zero_knowledge_uncertainty() -> None:
     log_probs, targets, segment, lengths = _ensemble_case(m=1)
     same = log_probs.expand(-1, 4, -1).contiguous()  # 4 identical members
-    seq = M.sequence_measures(M.ensemble_token_stats(same, targets), segment, lengths, "ensemble")
-    for name in ("ku_pe", "ku_ep", "avg_mutual_information", "avg_rmi", "avg_epkl"):
+    seq = M.sequence_measures(M.ensemble_token_stats(same, targets, segment, lengths), segment, lengths, "ensemble")
+    for name in ("ku_pe", "ku_ep", "pe_mutual_information", "pe_rmi", "pe_epkl", "ep_mutual_information", "ep_rmi", "ep_epkl"):
         assert seq[name].abs().max().item() < 1e-10, name
-    assert seq["tu_pe"].allclose(seq["du"]) and seq["tu_ep"].allclose(seq["du"])
+    assert seq["tu_pe"].allclose(seq["member_nll"]) and seq["tu_ep"].allclose(seq["member_nll"])
 
 
 def test_dirichlet_data_uncertainty_matches_monte_carlo() -> None:
@@ -71,7 +71,7 @@ def test_dirichlet_data_uncertainty_matches_monte_carlo() -> None:
     pis = torch.distributions.Dirichlet(alphas).sample((200_000,))  # [S, P, K]
     log_chosen = pis[:, torch.arange(5), targets].log()  # [S, P]
     mc_du = torch.stack([-log_chosen[:, :3].sum(1).mean() / 3, -log_chosen[:, 3:].sum(1).mean() / 2])
-    assert torch.allclose(seq["du"], mc_du, rtol=0, atol=5e-3), (seq["du"], mc_du)
+    assert torch.allclose(seq["member_nll"], mc_du, rtol=0, atol=5e-3), (seq["member_nll"], mc_du)
     p_hat = alphas / alphas.sum(-1, keepdim=True)
     tu_pe = torch.stack([-p_hat[torch.arange(3), targets[:3]].log().sum() / 3, -p_hat[torch.arange(3, 5), targets[3:]].log().sum() / 2])
     assert torch.allclose(seq["tu_pe"], tu_pe)
@@ -83,10 +83,10 @@ def test_single_model_marks_knowledge_measures_undefined() -> None:
     log_probs, targets, segment, lengths = _ensemble_case(m=1)
     stats = M.single_token_stats(log_probs[:, 0], targets)
     seq = M.sequence_measures(stats, segment, lengths, "single")
-    for name in ("du", "ku_pe", "ku_ep", "avg_data", "avg_mutual_information", "avg_epkl", "avg_rmi"):
+    for name in ("member_nll", "ku_pe", "ku_ep", "pe_data", "pe_mutual_information", "pe_epkl", "pe_rmi", "ep_rmi"):
         assert seq[name] is None, name
     assert torch.equal(seq["tu_pe"], seq["tu_ep"])
-    assert set(stats.measures) == {"total", "confidence"}
+    assert set(stats.measures) == {f"{r}_{k}" for r in ("pe", "ep") for k in ("log_prob", "total", "confidence")}
 
 
 def test_posterior_weights_and_aggregate() -> None:
@@ -107,7 +107,7 @@ def _sentence(kind: str = "ensemble") -> SentenceUncertainty:
         sequence = {n: (None if n in undefined else round(0.1 * (i + 1) + rank, 4)) for i, n in enumerate(M.SEQUENCE_MEASURES)}
         sequence["score"] = score
         token = {n: (None if n in M.undefined_token_measures(kind) else [0.5, 0.25, float(rank)]) for n in M.TOKEN_MEASURES}
-        hyps.append(HypothesisUncertainty(rank=rank, tokens=[4, 5, 2], score=score, sequence=sequence, token=token))
+        hyps.append(HypothesisUncertainty(rank=rank, tokens=[4, 5, 2], score=score, log_prob=3 * score, sequence=sequence, token=token))
     weights = M.posterior_weights(torch.tensor([h.score for h in hyps])).tolist()
     weighted = {n: M.aggregate([h.sequence[n] for h in hyps], weights) for n in M.SEQUENCE_MEASURES}
     return SentenceUncertainty(kind=kind, num_members=1, temperature=1.0, hypotheses=hyps, weighted=weighted)
@@ -128,7 +128,7 @@ def test_lines_round_trip_through_the_parser(tmp_path: Path) -> None:
     assert parsed.weighted["tu_pe"] == pytest.approx(sent.weighted["tu_pe"], rel=1e-5)
     assert parsed.weighted["ku_pe"] is None
     ut = [line for line in lines if line.startswith("UT-7\t1\t")][0]
-    assert "log_prob=0.5,0.25,1\t" in ut and "rmi=undefined" in ut
+    assert "pe_log_prob=0.5,0.25,1\t" in ut and "pe_rmi=undefined" in ut
 
 
 def test_jsonl_record_round_trip_and_atomic_writer(tmp_path: Path) -> None:
@@ -142,9 +142,9 @@ def test_jsonl_record_round_trip_and_atomic_writer(tmp_path: Path) -> None:
     assert target.exists() and not partial.exists()
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~_umask()
     (rec,) = [json.loads(line) for line in target.read_text().splitlines()]
-    assert rec["model"] == "dirichlet" and rec["undefined"] == ["ku_ep", "tu_ep"]
+    assert rec["model"] == "dirichlet" and rec["undefined"] == sorted(["ku_ep", "tu_ep"] + [f"ep_{k}" for k in ("total", "data", "mutual_information", "epkl", "rmi", "confidence")])
     parsed = read_jsonl_output(str(target))[3]
-    assert parsed.hypotheses == ["a b", "c"] and parsed.measures[1]["du"] == pytest.approx(_sentence("dirichlet").hypotheses[1].sequence["du"])
+    assert parsed.hypotheses == ["a b", "c"] and parsed.measures[1]["member_nll"] == pytest.approx(_sentence("dirichlet").hypotheses[1].sequence["member_nll"])
 
     aborted = AtomicJsonlWriter(str(tmp_path / "v.jsonl"))
     aborted.write({"id": 1})

@@ -48,7 +48,7 @@ def test_student_is_read_as_dirichlet_with_the_training_offset(stu: Dict[str, Pa
     for sent in sents:
         m = sent.measures[0]
         assert m["tu_ep"] is None and m["ku_ep"] is None  # no sequence-level members
-        assert m["ku_pe"] > 0 and m["avg_mutual_information"] > 0 and m["avg_rmi"] > 0
+        assert m["ku_pe"] > 0 and m["pe_mutual_information"] > 0 and m["pe_rmi"] > 0
 
 
 def _load_student(path: Path, data: Path):
@@ -84,16 +84,16 @@ def test_printed_token_measures_equal_closed_form_from_student_logits(stu: Dict[
             hyp = tgt_dict.encode_line(hyps[sid], add_if_not_exist=False).long()  # ends with </s>
             enc = model.encoder(src, src_lengths=torch.tensor([src.shape[1]]))
             printed = tokens[sid][0]
-            assert len(printed["total"]) == hyp.numel()
+            assert len(printed["pe_total"]) == hyp.numel()
             for l in range(hyp.numel()):
                 prefix = torch.cat([torch.tensor([tgt_dict.eos()]), hyp[:l]]).unsqueeze(0)
                 z = model.decoder(prefix, encoder_out=enc)[0][0, -1]
                 alphas = alphas_from_logits(z.double(), offset=PROXY_STUDENT_OFFSET)
                 expected = dirichlet_uncertainty(alphas)
                 for name, value in expected.items():
-                    assert printed[name][l] == pytest.approx(value.item(), rel=1e-4, abs=1e-6), (sid, l, name)
+                    assert printed[f"pe_{name}"][l] == pytest.approx(value.item(), rel=1e-4, abs=1e-6), (sid, l, name)
                 log_p_hat = (alphas[hyp[l]] / alphas.sum()).log().item()
-                assert printed["log_prob"][l] == pytest.approx(log_p_hat, rel=1e-4, abs=1e-6)
+                assert printed["pe_log_prob"][l] == pytest.approx(log_p_hat, rel=1e-4, abs=1e-6)
                 checked += 1
     assert checked > 40
 
@@ -109,6 +109,6 @@ def test_dirichlet_mean_decoding_searches_with_alpha_over_alpha0(stu: Dict[str, 
 def test_student_knowledge_uncertainty_detects_permuted_source(stu: Dict[str, Path]) -> None:
     ind = read_generate_output(str(results_file(stu["test"], "test")))
     ood = read_generate_output(str(results_file(stu["perm"], "test1")))
-    for measure in ("avg_rmi", "avg_mutual_information", "ku_pe"):
+    for measure in ("pe_rmi", "pe_mutual_information", "ku_pe"):
         auc = ood_detection_scores([s.measures[0][measure] for s in ind], [s.measures[0][measure] for s in ood])["roc_auc"]
         assert auc > 0.55, (measure, auc)

@@ -82,7 +82,7 @@ def test_readme_generate_block(tmp_path: Path, toy_data_bin: Path, teacher_check
     # ensemble: 5 U- lines per sentence; student: 1 per sentence (with its Dirichlet measures); references: 1
     assert len(u) == 5 * n + n + n, (len(u), n)
     assert sum("ku_ep=undefined" in line for line in u) == n  # the Dirichlet student has no expectation-of-products
-    assert all("du=undefined" not in line for line in u)
+    assert all("member_nll=undefined" not in line for line in u)
 
 
 def test_readme_seq_eval_block(tmp_path: Path, toy_raw: Path, toy_data_bin: Path, teacher_checkpoints: List[Path],
@@ -106,9 +106,9 @@ def test_readme_seq_eval_block(tmp_path: Path, toy_raw: Path, toy_data_bin: Path
         assert set(res["ood"]) == {"permuted", "unseen"}
         for ood in res["ood"].values():
             assert ood["sentences"] == n_test
-            assert 0.0 <= ood["roc_auc"]["avg_total"] <= 1.0
+            assert 0.0 <= ood["roc_auc"]["pe_total"] <= 1.0
         # both models are Dirichlet/ensemble: the knowledge measure (RMI) is defined
-        assert res["prr"]["avg_rmi"] is not None and res["ood"]["unseen"]["roc_auc"]["avg_rmi"] is not None
+        assert res["prr"]["pe_rmi"] is not None and res["ood"]["unseen"]["roc_auc"]["pe_rmi"] is not None
 
 
 def test_generate_overhead_benchmark_runs(tmp_path: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> None:
