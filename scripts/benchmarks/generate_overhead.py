@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -163,6 +164,7 @@ def main() -> int:
     if not Path(data).is_dir():
         parser.error(f"--data {data}: not a directory")
 
+    warnings.simplefilter("ignore")  # hydra/fairseq deprecation chatter on every run
     import torch
 
     torch.set_num_threads(args.threads)
