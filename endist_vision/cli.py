@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ._malloc import tune_malloc  # this command only, never at import (see endist_vision/_malloc.py)
+    tune_malloc()
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)

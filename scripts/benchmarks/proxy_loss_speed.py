@@ -1,29 +1,45 @@
-"""Benchmark: Proxy-Dirichlet loss vs. label-smoothed cross-entropy (ratios, one run).
+"""Benchmark: Proxy-Dirichlet loss (and friends) vs. label-smoothed cross-entropy, forward + backward.
 
-Forward + backward at N target tokens, V classes, M teachers, fp32 (issue #2 goal on a
-2-core CPU: ≤ 4× the time of cross-entropy, peak extra memory ≤ 3 tensors of [N, V]).
-Each variant runs in its own subprocess. On CPU the peak-RSS mark is reset after the
-inputs are built (``/proc/self/clear_refs``), so memory is reported as
-(peak RSS during one forward+backward − RSS before it) / (N·V·4 bytes); the gradient
-of the logits (one [N, V]) is part of it for every loss, cross-entropy included.
+All losses run in ONE process on the same inputs, interleaved: each of ``--repeats`` rounds times
+``--inner`` steps of every loss (the order rotates from round to round) and divides each loss's time
+by cross-entropy's time *of the same round*; the table gives the median and min–max of that ratio
+over the rounds, for wall time and for process CPU time (on a CPU the latter is hardly moved by other
+processes on a shared machine). The torch thread count is fixed (``--threads``, default 1) and printed.
+Issue 16 targets for the Proxy reverse-KL loss at N = 1024, V = 40,000, M = 5, fp32:
+CPU ≤ 3× cross-entropy, GPU ≤ 2×, peak extra memory ≤ 2 [N, V] tensors.
 
-    python scripts/benchmarks/proxy_loss_speed.py [--n 1024] [--v 40000] [--m 5] [--device cpu]
+Memory: each loss's first step (its warm-up) is the memory measurement. On CPU the peak-RSS mark is
+reset right before it (``/proc/self/clear_refs``), so memory is (peak RSS during one forward+backward −
+RSS before it) / (N·V·4 bytes); on CUDA (``max_memory_allocated`` − allocated before it) / (N·V·4 bytes).
+The gradient of the logits (one [N, V]) is part of it for every loss, cross-entropy included.
 
-On CUDA the time is taken after ``torch.cuda.synchronize()`` and the memory is
-(``torch.cuda.max_memory_allocated`` during one forward+backward − allocated before it) / (N·V·4 bytes).
+    python scripts/benchmarks/proxy_loss_speed.py [--n 1024] [--v 40000] [--m 5] [--device cpu] [--json OUT]
+
 ``--dtype bf16|fp16`` feeds half-precision logits and teachers (the losses compute in float32 and
 cross-entropy runs in the half dtype); the memory unit stays N·V·4 bytes. ``--chunk-elements`` overrides
-``shared.losses.CHUNK_ELEMENTS`` and ``shared.dirichlet.CHUNK_ELEMENTS`` (elements per row chunk of the
-loss and of the Proxy target) to compare chunk sizes.
+``shared.losses.CHUNK_ELEMENTS`` and ``shared.dirichlet.CHUNK_ELEMENTS`` to compare chunk sizes.
+``--json OUT`` writes the Proxy rows in the format of ``scripts/benchmarks/bench_rows.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import shared.dirichlet as D  # noqa: E402
+import shared.losses as L  # noqa: E402
+from bench_rows import row, summary, write_rows  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+VARIANTS = ("cross_entropy", "proxy_reverse", "dirichlet_nll", "ensemble_kd")
 
 
 def _rss_bytes(field: str) -> int:
@@ -34,93 +50,129 @@ def _rss_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def _run_one(variant: str, n: int, v: int, m: int, device: str, repeats: int, dtype: str = "fp32",
-             chunk_elements: int | None = None) -> dict:
-    import torch
-
-    import shared.dirichlet as D
-    import shared.losses as L
-
-    if chunk_elements:
-        L.CHUNK_ELEMENTS = D.CHUNK_ELEMENTS = L.CUDA_CHUNK_ELEMENTS = D.CUDA_CHUNK_ELEMENTS = chunk_elements
-    dt = getattr(torch, DTYPES[dtype])
+def make_steps(n: int, v: int, m: int, device: str, dtype: str) -> tuple[Dict[str, Callable[[], None]], torch.Tensor]:
+    """One forward+backward closure per loss, all on the same logits [N, V] and teachers [N, M, V]."""
+    dt = DTYPES[dtype]
     torch.manual_seed(0)
     logits = (torch.randn(n, v, device=device) * 2).to(dt).requires_grad_()
     teachers = torch.log_softmax(torch.randn(n, m, v, device=device) * 3, dim=-1).to(dt)
     target = torch.randint(0, v, (n,), device=device)
+    losses: Dict[str, Callable[[], torch.Tensor]] = {
+        "cross_entropy": lambda: torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1),
+        "proxy_reverse": lambda: L.proxy_dirichlet_loss(logits, teachers, direction="reverse"),
+        "dirichlet_nll": lambda: L.dirichlet_nll_loss(logits, teachers),
+        "ensemble_kd": lambda: L.ensemble_kd_loss(logits, teachers),
+    }
 
-    def step() -> None:
-        logits.grad = None
-        if variant == "cross_entropy":
-            loss = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1)
-        elif variant == "proxy_reverse":
-            loss = L.proxy_dirichlet_loss(logits, teachers, direction="reverse")
-        elif variant == "dirichlet_nll":
-            loss = L.dirichlet_nll_loss(logits, teachers)
-        elif variant == "ensemble_kd":
-            loss = L.ensemble_kd_loss(logits, teachers)
-        else:
-            raise ValueError(variant)
-        loss.backward()
+    def stepper(loss: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            logits.grad = None
+            loss().backward()
+        return step
 
+    return {name: stepper(loss) for name, loss in losses.items()}, logits
+
+
+def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def peak_extra_memory(step: Callable[[], None], logits: torch.Tensor, device: str) -> float:
+    """Peak bytes above the level before one ``step()``, in units of N·V·4 bytes (also the warm-up)."""
+    logits.grad = None  # the previous loss's gradient is freed before the baseline is read
+    _sync(device)
+    if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        rss0 = _rss_bytes("VmRSS")
+        base = _rss_bytes("VmRSS")
         with open("/proc/self/clear_refs", "w") as f:  # reset the VmHWM peak mark
             f.write("5")
-    step()  # warm-up (also the memory measurement)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = _rss_bytes("VmHWM") - rss0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return {"variant": variant, "seconds": min(times), "peak_extra_NV": peak / (n * v * 4)}
+    step()
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated() - base if device.startswith("cuda") else _rss_bytes("VmHWM") - base
+    return peak / (logits.numel() * 4)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def interleaved_seconds(steps: Dict[str, Callable[[], None]], rounds: int, inner: int,
+                        device: str) -> tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+    """Wall and process-CPU seconds per step of every loss in each round; the order rotates every round."""
+    names = list(steps)
+    wall: Dict[str, List[float]] = {name: [] for name in names}
+    cpu: Dict[str, List[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(inner):
+                steps[name]()
+            _sync(device)
+            wall[name].append((time.perf_counter() - t0) / inner)
+            cpu[name].append((time.process_time() - c0) / inner)
+    return wall, cpu
+
+
+def main(argv: List[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--v", type=int, default=40000)
     p.add_argument("--m", type=int, default=5)
     p.add_argument("--device", default="cpu", help="cpu | cuda (or cuda:N)")
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="dtype of the logits and teachers")
     p.add_argument("--chunk-elements", type=int, default=None, help="override shared.{losses,dirichlet}.CHUNK_ELEMENTS")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--variants", default="cross_entropy,proxy_reverse,dirichlet_nll,ensemble_kd")
-    p.add_argument("--one", help=argparse.SUPPRESS)
-    a = p.parse_args()
-    if a.one:
-        print(json.dumps(_run_one(a.one, a.n, a.v, a.m, a.device, a.repeats, a.dtype, a.chunk_elements)))
-        return
-    rows = []
-    for variant in a.variants.split(","):
-        cmd = [sys.executable, __file__, "--one", variant, "--n", str(a.n), "--v", str(a.v), "--m", str(a.m),
-               "--device", a.device, "--repeats", str(a.repeats), "--dtype", a.dtype]
-        if a.chunk_elements:
-            cmd += ["--chunk-elements", str(a.chunk_elements)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-    base = next(r["seconds"] for r in rows if r["variant"] == "cross_entropy")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed and printed; default 1)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median and min-max over them)")
+    p.add_argument("--inner", type=int, default=2, help="timed steps of each loss per round")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; cross_entropy and proxy_reverse always run")
+    p.add_argument("--json", help="write the Proxy rows here (bench_rows.py format)")
+    a = p.parse_args(argv)
+    for flag in ("n", "v", "m", "threads", "repeats", "inner"):
+        if getattr(a, flag) < 1:
+            p.error(f"--{flag} must be >= 1, got {getattr(a, flag)}")
+    variants = [x for x in a.variants.split(",") if x]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        p.error(f"--variants: unknown {', '.join(unknown)} (choose from {', '.join(VARIANTS)})")
+    variants = ["cross_entropy", "proxy_reverse"] + [x for x in variants if x not in ("cross_entropy", "proxy_reverse")]
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {a.device}: no CUDA device is available")
+    if a.chunk_elements:
+        L.CHUNK_ELEMENTS = D.CHUNK_ELEMENTS = L.CUDA_CHUNK_ELEMENTS = D.CUDA_CHUNK_ELEMENTS = a.chunk_elements
+    torch.set_num_threads(a.threads)
+
+    all_steps, logits = make_steps(a.n, a.v, a.m, a.device, a.dtype)
+    steps = {name: all_steps[name] for name in variants}
+    memory = {name: peak_extra_memory(step, logits, a.device) for name, step in steps.items()}
+    times, cpu_times = interleaved_seconds(steps, a.repeats, a.inner, a.device)
+    ratios = {name: [t / ce for t, ce in zip(times[name], times["cross_entropy"])] for name in variants}
+    cpu_ratios = {name: [t / ce for t, ce in zip(cpu_times[name], cpu_times["cross_entropy"])] for name in variants}
+
+    dev = torch.cuda.get_device_name(torch.device(a.device)) if a.device.startswith("cuda") else "cpu"
     chunks = f" CHUNK_ELEMENTS={a.chunk_elements}" if a.chunk_elements else ""
-    print(f"N={a.n} V={a.v} M={a.m} device={a.device} {a.dtype}{chunks} forward+backward")
-    print(f"| loss | seconds | ratio vs cross-entropy | peak extra memory ([N,V] tensors) |")
-    print(f"|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['variant']} | {r['seconds']:.3f} | {r['seconds'] / base:.2f}x | {r['peak_extra_NV']:.2f} |")
+    print(f"N={a.n} V={a.v} M={a.m} device={dev} {a.dtype}{chunks} forward+backward; torch threads {torch.get_num_threads()}; "
+          f"{a.repeats} interleaved rounds x {a.inner} steps")
+    print("| loss | seconds (median) | ratio vs cross-entropy (median) | ratio min-max | CPU-time ratio (median, min-max) "
+          "| peak extra memory ([N,V] tensors) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in variants:
+        s, c = summary(ratios[name]), summary(cpu_ratios[name])
+        print(f"| {name} | {summary(times[name])['median']:.4f} | {s['median']:.2f}x | {s['min']:.2f}-{s['max']:.2f} "
+              f"| {c['median']:.2f}x ({c['min']:.2f}-{c['max']:.2f}) | {memory[name]:.2f} |")
+    if a.json:
+        where = "GPU" if a.device.startswith("cuda") else "CPU"
+        size = f"N={a.n} V={a.v} M={a.m} {a.dtype}"
+        target = "<= 2" if where == "GPU" else "<= 3"
+        rows = [row(f"Proxy reverse-KL fwd+bwd / label-smoothed CE, {where} ({size})", ratios["proxy_reverse"], target)]
+        if where == "CPU":  # process CPU time: hardly moved by other processes on a shared machine
+            rows.append(row(f"Proxy reverse-KL fwd+bwd / label-smoothed CE, CPU time ({size})", cpu_ratios["proxy_reverse"], target))
+        rows.append(row(f"Proxy reverse-KL peak extra memory, {where} ([N,V] tensors, {size})",
+                        [memory["proxy_reverse"]], "<= 2"))
+        write_rows(a.json, rows)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,6 +22,9 @@ RECIPE_NAME="$(basename "$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)")"
 export OUT_DIR="${OUT_DIR:-runs/${RECIPE_NAME}}"
 mkdir -p "$OUT_DIR"
 
+# threads_per_job JOBS (scripts/lib/threads.sh): steps that start JOBS jobs at once call it first
+source "$(dirname "${BASH_SOURCE[0]}")/threads.sh"
+
 step() { printf '\n==> [%s] %s\n' "$RECIPE_NAME" "$*"; }
 
 die() { echo "error: $*" >&2; exit 2; }

@@ -4,6 +4,7 @@ source "$(dirname "$0")/../lib/recipe_common.sh"
 require_data wmt17_en_de
 source "$(dirname "$0")/_wmt_common.sh"
 pids=()
+[[ "$SMOKE" == 1 ]] && threads_per_job "$MEMBERS"  # smoke: the jobs below run at once
 for ((i = 1; i <= MEMBERS; i++)); do
   step "teacher $i/$MEMBERS -> $WMT_OUT/teachers/t$i"
   if [[ "$SMOKE" == 1 ]]; then

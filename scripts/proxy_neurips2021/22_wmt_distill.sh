@@ -6,6 +6,7 @@ require_data wmt17_en_de
 source "$(dirname "$0")/_wmt_common.sh"
 TEACHERS=$(teacher_paths ,)
 pids=()
+[[ "$SMOKE" == 1 ]] && threads_per_job 2  # smoke: the jobs below run at once
 for c in end:forward_kl_mean_distillation end2:rkl_dirichlet_proxy_distillation; do
   name=${c%%:*}; crit=${c#*:}
   step "$name student ($crit) -> $WMT_OUT/students/$name"

@@ -14,7 +14,8 @@
 # run never leaves a half-written checkpoint that a later stage would pick up.
 #
 # Knobs (environment): TEACHERS=3 TEACHER_UPDATES=400 STUDENT_UPDATES=600
-#   CRITERION=rkl_dirichlet_proxy_distillation INIT_TEMP=1 JOBS=2 (parallel teacher runs) SEED=1
+#   CRITERION=rkl_dirichlet_proxy_distillation INIT_TEMP=1 JOBS=2 (parallel teacher runs, nproc/JOBS threads each:
+#   scripts/lib/threads.sh) SEED=1
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 ]]; then
@@ -80,9 +81,11 @@ train_teacher() {  # $1 = index (also the seed)
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
   echo "teacher $1 trained: $dir/checkpoint_last.pt"
 }
+source "$ROOT/scripts/lib/threads.sh"
 pids=()
 for ((i = 1; i <= TEACHERS; i++)); do
-  train_teacher "$i" &
+  # cores / parallel jobs threads each (the student below, run alone, keeps the full count)
+  ( threads_per_job $(( TEACHERS < JOBS ? TEACHERS : JOBS )) && train_teacher "$i" ) &
   pids+=($!)
   if (( ${#pids[@]} >= JOBS )); then wait "${pids[0]}" || exit 1; pids=("${pids[@]:1}"); fi
 done

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import List
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from readme_blocks import block, run_block  # noqa: E402
@@ -115,11 +117,22 @@ def test_generate_overhead_benchmark_runs(tmp_path: Path, toy_data_bin: Path, te
     """``scripts/benchmarks/generate_overhead.py`` (README, Benchmarks) on the toy ensemble: one repeat, one JSON."""
     out = tmp_path / "overhead.json"
     cmd = [sys.executable, str(REPO / "scripts" / "benchmarks" / "generate_overhead.py"), "--data", str(toy_data_bin),
-           "--paths", ":".join(map(str, teacher_checkpoints)), "--repeats", "1", "--beam", "2", "--out", str(out)]
+           "--paths", ":".join(map(str, teacher_checkpoints)), "--repeats", "2", "--warmup", "0", "--beam", "2",
+           "--out", str(out), "--json", str(tmp_path / "rows.json")]
     proc = subprocess.run(cmd, cwd=REPO, env=seq_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     result = json.loads(out.read_text())
-    assert result["identical_hypotheses"] is True
-    for key in ("ratio_wall", "ratio_loop", "ratio_cpu"):
-        assert math.isfinite(result[key]) and result[key] > 0
-    assert "overhead (median of 1)" in proc.stdout
+    assert result["identical_hypotheses"] is True and result["config"]["threads"] == 1
+    for key in ("cpu_throughput", "throughput", "wall"):
+        per_repeat = result["per_repeat_ratio"][key]
+        assert len(per_repeat) == 2 and all(math.isfinite(r) and r > 0 for r in per_repeat)
+        stats = result["ratio"][key]
+        assert stats["min"] == min(per_repeat) and stats["max"] == max(per_repeat)
+        assert stats["median"] == pytest.approx(sum(per_repeat) / 2)
+    for name in ("plain", "uncertainty"):  # fairseq's unrounded sentences/s, not the {:.1f}s timer
+        assert all(r > 0 for r in result["runs"][name]["sentences_per_s"])
+    assert result["per_repeat_ratio"]["throughput"][0] == pytest.approx(
+        result["runs"]["plain"]["sentences_per_s"][0] / result["runs"]["uncertainty"]["sentences_per_s"][0])
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [r["target"] for r in rows] == ["<= 1.1", "<= 1.1"] and rows[0]["median"] == result["ratio"]["cpu_throughput"]["median"]
+    assert "overhead (median of 2)" in proc.stdout and "torch threads 1" in proc.stdout
