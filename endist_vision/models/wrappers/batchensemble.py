@@ -2,7 +2,9 @@
 (:mod:`endist_vision.models.layers.batchensemble`, [BE] eq. 2) run as an M-member student.
 
 ``forward(x [B, ...]) → [B, M, K]``: the input is repeated member-major, the body runs once on ``M·B``
-rows and the output is reshaped with ``members_to_batch_major``.  :meth:`BatchEnsembleNet.member`
+rows and the output is reshaped with ``members_to_batch_major`` — the reference path; by default
+(:meth:`BatchEnsembleNet.set_fast_path`) the body runs batch-major with the factors folded into the member
+weights (:mod:`endist_vision.models.layers.grouped`), same values.  :meth:`BatchEnsembleNet.member`
 returns member m alone as a plain network (weights ``W ∘ r_m s_mᵀ``, bias ``b_m``).
 """
 
