@@ -18,6 +18,7 @@ from torch import nn
 
 from endist_vision.models import BatchEnsembleNet, GroupedEnsemble, ModuleEnsemble, build_ensemble, create_model
 from endist_vision.models.layers import be_layers
+from endist_vision.models.layers import grouped as grouped_layers
 
 TOL = dict(rtol=1e-9, atol=1e-10)
 
@@ -36,7 +37,7 @@ def _be_pair(member_bn: bool) -> tuple[BatchEnsembleNet, BatchEnsembleNet]:
 
 
 @pytest.mark.parametrize("member_bn", [False, True])
-def test_folded_batchensemble_equals_the_member_major_reference(member_bn: bool) -> None:
+def test_folded_batchensemble_equals_the_member_major_reference(member_bn: bool, monkeypatch) -> None:
     fast, ref = _be_pair(member_bn)
     opt_f = torch.optim.SGD(fast.parameters(), lr=0.05)
     opt_r = torch.optim.SGD(ref.parameters(), lr=0.05)
@@ -56,7 +57,10 @@ def test_folded_batchensemble_equals_the_member_major_reference(member_bn: bool)
         torch.testing.assert_close(bf, br, **TOL, msg=f"buffer {name}")
     fast.eval()
     ref.eval()
-    x = torch.rand(7, 1, 8, 8, dtype=torch.float64)  # 7 rows: the CPU eval path cuts uneven chunks
+    x = torch.rand(7, 1, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(fast(x), ref(x), **TOL)
+    monkeypatch.setattr(grouped_layers, "CPU_EVAL_CHUNK_ELEMENTS", 7 * 64)  # CPU eval in uneven chunks
+    assert [len(c) for c in grouped_layers.cpu_eval_chunks(x, 3)] == [3, 3, 1]
     torch.testing.assert_close(fast(x), ref(x), **TOL)
     with torch.no_grad():
         for m in range(3):  # and each member is the plain network with weight W ∘ r_m s_mᵀ
@@ -87,7 +91,7 @@ def _mlp_bn_member(seed: int) -> nn.Module:  # Linear + BatchNorm1d with a cumul
 
 
 @pytest.mark.parametrize("make,shape", [(_bn_member, (1, 8, 8)), (_mlp_bn_member, (6,))])
-def test_grouped_ensemble_equals_the_loop_in_train_and_eval(make, shape) -> None:
+def test_grouped_ensemble_equals_the_loop_in_train_and_eval(make, shape, monkeypatch) -> None:
     grouped = build_ensemble(make, 3, vectorize=True)
     assert isinstance(grouped, GroupedEnsemble) and isinstance(grouped, ModuleEnsemble)
     loop = ModuleEnsemble([copy.deepcopy(m) for m in grouped.members])
@@ -116,6 +120,8 @@ def test_grouped_ensemble_equals_the_loop_in_train_and_eval(make, shape) -> None
     with torch.no_grad():
         torch.testing.assert_close(grouped(x), loop(x), **TOL)
         torch.testing.assert_close(grouped.subset(2)(x), loop(x)[:, :2], **TOL)
+        monkeypatch.setattr(grouped_layers, "CPU_EVAL_CHUNK_ELEMENTS", 3 * x[0].numel() * 2)  # chunks (2, 2, 1)
+        torch.testing.assert_close(grouped(x), loop(x), **TOL)
 
 
 def test_grouped_ensemble_loads_a_loop_checkpoint_and_follows_dtype() -> None:

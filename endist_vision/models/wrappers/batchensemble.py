@@ -28,7 +28,7 @@ from endist_vision.models.layers.batchensemble import (
     repeat_members,
     replace_with_plain,
 )
-from endist_vision.models.layers.grouped import to_batch_major
+from endist_vision.models.layers.grouped import cpu_eval_chunks, to_batch_major
 
 
 def _any_training(model: nn.Module) -> bool:
@@ -58,8 +58,8 @@ class BatchEnsembleNet(nn.Module):
     def set_fast_path(self, enabled: bool = True) -> "BatchEnsembleNet":
         """``True`` (the default): the body runs batch-major with the rank-one factors folded into the member
         weights, ``conv(x; W ∘ r_m s_mᵀ)`` as one grouped convolution (:mod:`endist_vision.models.layers.grouped`),
-        and on the CPU an evaluation-mode forward is cut into chunks of about ``B`` rows (the size of one
-        member's pass: the allocator reuses its blocks instead of mapping fresh pages per layer).
+        and on the CPU a large evaluation-mode batch is cut into chunks (:func:`~endist_vision.models.layers.grouped.cpu_eval_chunks`:
+        the allocator then reuses its blocks instead of mapping fresh pages per layer).
         ``False``: the member-major reference, ``r_m ∘ conv(s_m ∘ x; W)`` on ``M·B`` rows ([BE] eq. 2 as written).
         Same values up to rounding; parameters and state dict are identical."""
         self.fast_path = bool(enabled)
@@ -134,10 +134,10 @@ class BatchEnsembleNet(nn.Module):
         m = self.ensemble_size
         if not self.fast_path:
             return members_to_batch_major(self.body(repeat_members(x, m)), m)
-        if x.device.type == "cpu" and m > 1 and x.shape[0] > 1 and not _any_training(self):
-            # Evaluation is per row: chunks of ~B rows after the M-fold expansion give the same values.
-            step = -(-x.shape[0] // m)
-            return torch.cat([self._batch_major(c) for c in x.split(step)], dim=0)
+        if x.device.type == "cpu" and m > 1 and not _any_training(self):
+            chunks = cpu_eval_chunks(x, m)  # evaluation is per row: same values
+            if len(chunks) > 1:
+                return torch.cat([self._batch_major(c) for c in chunks], dim=0)
         return self._batch_major(x)
 
     def _batch_major(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from endist_vision.models.layers.grouped import (
+    cpu_eval_chunks,
     grouped_conv2d,
     grouped_linear,
     member_batch_norm,
@@ -139,12 +140,13 @@ class GroupedEnsemble(ModuleEnsemble):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """All members on the same batch ``x [B, ...]`` → logits ``[B, M, K]``.
 
-        On the CPU in evaluation mode the batch is cut into chunks of ~B rows after the M-fold expansion
-        (per-row maths, same values; keeps the allocator's blocks at the size of one member's pass)."""
+        On the CPU in evaluation mode a large batch is cut into chunks (:func:`cpu_eval_chunks`; per-row maths,
+        same values)."""
         m, b = self.num_members, x.shape[0]
-        if x.device.type == "cpu" and m > 1 and b > 1 and not any(mod.training for mod in self.modules()):
-            step = -(-b // m)
-            return torch.cat([self._run(to_batch_major(c, m), c.shape[0]) for c in x.split(step)], dim=0)
+        if x.device.type == "cpu" and m > 1 and not any(mod.training for mod in self.modules()):
+            chunks = cpu_eval_chunks(x, m)
+            if len(chunks) > 1:
+                return torch.cat([self._run(to_batch_major(c, m), c.shape[0]) for c in chunks], dim=0)
         return self._run(to_batch_major(x, m), b)
 
     def forward_members(self, xs: torch.Tensor) -> torch.Tensor:
