@@ -59,7 +59,8 @@ def test_folded_batchensemble_equals_the_member_major_reference(member_bn: bool,
     ref.eval()
     x = torch.rand(7, 1, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(fast(x), ref(x), **TOL)
-    monkeypatch.setattr(grouped_layers, "CPU_EVAL_CHUNK_ELEMENTS", 7 * 64)  # CPU eval in uneven chunks
+    monkeypatch.setattr(grouped_layers, "CPU_EVAL_MIN_ELEMENTS", 0)  # CPU eval in uneven chunks
+    monkeypatch.setattr(grouped_layers, "CPU_EVAL_CHUNK_ELEMENTS", 7 * 64)
     assert [len(c) for c in grouped_layers.cpu_eval_chunks(x, 3)] == [3, 3, 1]
     torch.testing.assert_close(fast(x), ref(x), **TOL)
     with torch.no_grad():
@@ -120,7 +121,8 @@ def test_grouped_ensemble_equals_the_loop_in_train_and_eval(make, shape, monkeyp
     with torch.no_grad():
         torch.testing.assert_close(grouped(x), loop(x), **TOL)
         torch.testing.assert_close(grouped.subset(2)(x), loop(x)[:, :2], **TOL)
-        monkeypatch.setattr(grouped_layers, "CPU_EVAL_CHUNK_ELEMENTS", 3 * x[0].numel() * 2)  # chunks (2, 2, 1)
+        monkeypatch.setattr(grouped_layers, "CPU_EVAL_MIN_ELEMENTS", 0)  # CPU eval in chunks (2, 2, 1)
+        assert [len(c) for c in grouped_layers.cpu_eval_chunks(x, 3)] == [2, 2, 1]
         torch.testing.assert_close(grouped(x), loop(x), **TOL)
 
 

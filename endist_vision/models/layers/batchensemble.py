@@ -9,7 +9,10 @@ product, the layer never materialises ``W_m``:
 Batch layout is **member-major**: the network input ``[B, ...]`` is repeated M times along the batch
 axis (:func:`repeat_members`) so that rows ``m·B … (m+1)·B − 1`` belong to member ``m``; the final
 ``[M·B, K]`` logits become ``[B, M, K]`` with :func:`members_to_batch_major` (the output convention of
-multi-member students in ``endist_vision``).
+multi-member students in ``endist_vision``).  That is the reference path. :class:`BatchEnsembleNet` instead sets
+``batch_major`` on its layers (the fast path): rows ``b·M + m``, and the factors are folded into the member weights,
+``conv(x; W ∘ r_m s_mᵀ)`` as one grouped convolution per layer (:mod:`.grouped`), so no activation-sized
+multiplications by ``s``/``r`` and no member-major copies; the values are the same up to rounding.
 
 Fast weights are stored as offsets from a fixed prior mean, ``r = r_prior + fast_r``.  Plain weight
 decay on ``fast_r`` therefore decays ``r`` toward ``r_prior``: toward 0 for classic BE, toward 1 for
@@ -74,6 +77,7 @@ class _BatchEnsembleMixin(nn.Module):
     #: to the activations. Same values; :class:`~endist_vision.models.wrappers.batchensemble.BatchEnsembleNet`
     #: sets ``True`` on its layers (the fast path).
     batch_major: bool = False
+    _frozen: "torch.Tensor | None" = None  # member weights reused across the chunks of one evaluation pass
 
     def _init_fast(
         self, in_features: int, out_features: int, ensemble_size: int, fast_init: FastInit,
@@ -124,6 +128,12 @@ class _BatchEnsembleMixin(nn.Module):
         w, r, s = self.weight, self.r, self.s
         rs = (r[:, :, None] * s[:, None, :]).to(w.dtype)
         return w.unsqueeze(0) * rs.reshape(*rs.shape, *([1] * (w.dim() - 2)))
+
+    def frozen_weights(self) -> torch.Tensor:
+        return self.member_weights()
+
+    def _weights(self) -> torch.Tensor:
+        return self.member_weights() if self._frozen is None else self._frozen
 
     def _grouped_forward(self, x: torch.Tensor) -> torch.Tensor:  # batch-major input, folded factors
         raise NotImplementedError
@@ -185,7 +195,7 @@ class BatchEnsembleLinear(_BatchEnsembleMixin):
         return F.linear(x, self.weight)
 
     def _grouped_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return grouped_linear(x, self.member_weights(), self.member_bias)
+        return grouped_linear(x, self._weights(), self.member_bias)
 
     def to_plain(self) -> nn.Linear:
         """A plain ``nn.Linear`` with the weight-averaged parameters (single-model cost)."""
@@ -225,7 +235,7 @@ class BatchEnsembleConv2d(_BatchEnsembleMixin):
         return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
 
     def _grouped_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return grouped_conv2d(x, self.member_weights(), self.member_bias, self.stride, self.padding, self.dilation)
+        return grouped_conv2d(x, self._weights(), self.member_bias, self.stride, self.padding, self.dilation)
 
     def to_plain(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with the weight-averaged parameters (single-model cost)."""

@@ -107,18 +107,39 @@ def member_batch_norm(x: torch.Tensor, bns: "list[torch.nn.modules.batchnorm._Ba
     return y
 
 
-#: CPU evaluation cuts a batch whose M-fold expanded input exceeds this many elements into chunks (see
-#: :func:`cpu_eval_chunks`); 2**18 floats of a 3×32×32 input is 85 expanded rows (measured: ResNet-20, M = 4, B = 128).
+#: CPU evaluation cuts a batch whose M-fold expanded input has at least CPU_EVAL_MIN_ELEMENTS elements into at
+#: least M chunks (about B rows each, the size of one member's own pass) with at most CPU_EVAL_CHUNK_ELEMENTS
+#: expanded input elements each (see :func:`cpu_eval_chunks`; measured on ResNet-20/WRN-28-1, M = 4, B = 128, and
+#: digits_cnn, M = 5, B = 256).
 CPU_EVAL_CHUNK_ELEMENTS = 1 << 18
+CPU_EVAL_MIN_ELEMENTS = 1 << 16
 
 
 def cpu_eval_chunks(x: torch.Tensor, ensemble_size: int) -> list[torch.Tensor]:
-    """``x [B, ...]`` split along the batch so that each chunk expanded M-fold has at most
-    :data:`CPU_EVAL_CHUNK_ELEMENTS` input elements (at least one example per chunk); ``[x]`` if it is small.
+    """``x [B, ...]`` split along the batch for an evaluation-mode CPU pass of the M-fold batch; ``[x]`` if small.
 
-    Evaluation is per row, so chunks give the same values; they keep every activation of the M-fold batch
-    below glibc's largest mmap threshold (32 MiB), so that freed blocks are reused instead of unmapped and
-    faulted in again at every layer (which made the M-fold batch slower than M separate passes on the CPU)."""
+    Evaluation is per row, so chunks give the same values. They keep every activation of the M-fold batch at
+    the size of one member's pass, far below glibc's largest mmap threshold (32 MiB): freed blocks are reused
+    instead of unmapped and faulted in again at every layer (which made the M-fold batch slower than M separate
+    passes on the CPU), and a layer's output still sits in the cache when the next layer reads it."""
     total = x.numel() * ensemble_size
-    chunks = min(x.shape[0], -(-total // CPU_EVAL_CHUNK_ELEMENTS))
+    if total < CPU_EVAL_MIN_ELEMENTS:
+        return [x]
+    chunks = min(x.shape[0], max(ensemble_size, -(-total // CPU_EVAL_CHUNK_ELEMENTS)))
     return [x] if chunks <= 1 else list(x.split(-(-x.shape[0] // chunks)))
+
+
+class frozen_weights:
+    """Context manager: inside it, every module of ``modules`` that has a ``frozen_weights()`` method computes its
+    member weights once (``module._frozen = module.frozen_weights()``) and reuses them for every chunk."""
+
+    def __init__(self, modules: "list[torch.nn.Module]") -> None:
+        self.modules = [m for m in modules if hasattr(m, "frozen_weights")]
+
+    def __enter__(self) -> None:
+        for m in self.modules:
+            m._frozen = m.frozen_weights()
+
+    def __exit__(self, *exc: object) -> None:
+        for m in self.modules:
+            m._frozen = None

@@ -28,7 +28,7 @@ from endist_vision.models.layers.batchensemble import (
     repeat_members,
     replace_with_plain,
 )
-from endist_vision.models.layers.grouped import cpu_eval_chunks, to_batch_major
+from endist_vision.models.layers.grouped import cpu_eval_chunks, frozen_weights, to_batch_major
 
 
 def _any_training(model: nn.Module) -> bool:
@@ -137,7 +137,8 @@ class BatchEnsembleNet(nn.Module):
         if x.device.type == "cpu" and m > 1 and not _any_training(self):
             chunks = cpu_eval_chunks(x, m)  # evaluation is per row: same values
             if len(chunks) > 1:
-                return torch.cat([self._batch_major(c) for c in chunks], dim=0)
+                with frozen_weights(list(self.body.modules())):
+                    return torch.cat([self._batch_major(c) for c in chunks], dim=0)
         return self._batch_major(x)
 
     def _batch_major(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from torch import nn
 
 from endist_vision.models.layers.grouped import (
     cpu_eval_chunks,
+    frozen_weights,
     grouped_conv2d,
     grouped_linear,
     member_batch_norm,
@@ -49,9 +50,14 @@ class _GroupedConv2d(nn.Module):
         self.stride, self.padding, self.dilation = c.stride, c.padding, c.dilation
         object.__setattr__(self, "convs", convs)  # the members' layers: not submodules (no state here)
 
+    _frozen: Any = None
+
+    def frozen_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return (torch.stack([c.weight for c in self.convs]),
+                None if self.convs[0].bias is None else torch.stack([c.bias for c in self.convs]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.stack([c.weight for c in self.convs])
-        b = None if self.convs[0].bias is None else torch.stack([c.bias for c in self.convs])
+        w, b = self.frozen_weights() if self._frozen is None else self._frozen
         return grouped_conv2d(x, w, b, self.stride, self.padding, self.dilation)
 
 
@@ -60,9 +66,14 @@ class _GroupedLinear(nn.Module):
         super().__init__()
         object.__setattr__(self, "linears", linears)
 
+    _frozen: Any = None
+
+    def frozen_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return (torch.stack([lin.weight for lin in self.linears]),
+                None if self.linears[0].bias is None else torch.stack([lin.bias for lin in self.linears]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.stack([lin.weight for lin in self.linears])
-        b = None if self.linears[0].bias is None else torch.stack([lin.bias for lin in self.linears])
+        w, b = self.frozen_weights() if self._frozen is None else self._frozen
         return grouped_linear(x, w, b)
 
 
@@ -146,7 +157,8 @@ class GroupedEnsemble(ModuleEnsemble):
         if x.device.type == "cpu" and m > 1 and not any(mod.training for mod in self.modules()):
             chunks = cpu_eval_chunks(x, m)
             if len(chunks) > 1:
-                return torch.cat([self._run(to_batch_major(c, m), c.shape[0]) for c in chunks], dim=0)
+                with frozen_weights(list(self._graph.modules())):
+                    return torch.cat([self._run(to_batch_major(c, m), c.shape[0]) for c in chunks], dim=0)
         return self._run(to_batch_major(x, m), b)
 
     def forward_members(self, xs: torch.Tensor) -> torch.Tensor:
