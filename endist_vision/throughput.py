@@ -41,3 +41,22 @@ def images_per_second(models: Mapping[str, Callable[[torch.Tensor], Any]], x: to
                     torch.cuda.synchronize()
                 rates[name].append(iters * x.shape[0] / (time.perf_counter() - t0))
     return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def interleaved_seconds(fns: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1,
+                        sync: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Wall seconds of every zero-argument callable, ``repeats`` rounds, each round calling every callable once
+    in turn (interleaved, so machine-load drift hits all alike) after ``warmup`` untimed rounds. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) runs before each start and stop. Returns name → ``repeats`` durations."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(warmup + repeats):
+        for name, fn in fns.items():
+            if sync is not None:
+                sync()
+            t0 = time.perf_counter()
+            fn()
+            if sync is not None:
+                sync()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times

@@ -17,7 +17,7 @@ from .registry import NormalizedModel, available_models, create_model, raw_net, 
 
 from . import cifar_resnet, resnet, vgg, wrn, small  # noqa: E402,F401  (import registers the built-ins)
 from . import multi_member  # noqa: E402,F401  (registers the multi-member students)
-from .wrappers import BatchEnsembleNet, HydraNet, ModuleEnsemble, StackedEnsemble, build_ensemble  # noqa: E402
+from .wrappers import BatchEnsembleNet, GroupedEnsemble, HydraNet, ModuleEnsemble, StackedEnsemble, build_ensemble  # noqa: E402
 
 __all__ = [
     "NormalizedModel",
@@ -28,6 +28,7 @@ __all__ = [
     "wrap_like",
     "BatchEnsembleNet",
     "HydraNet",
+    "GroupedEnsemble",
     "ModuleEnsemble",
     "StackedEnsemble",
     "build_ensemble",

@@ -9,7 +9,10 @@ product, the layer never materialises ``W_m``:
 Batch layout is **member-major**: the network input ``[B, ...]`` is repeated M times along the batch
 axis (:func:`repeat_members`) so that rows ``m·B … (m+1)·B − 1`` belong to member ``m``; the final
 ``[M·B, K]`` logits become ``[B, M, K]`` with :func:`members_to_batch_major` (the output convention of
-multi-member students in ``endist_vision``).
+multi-member students in ``endist_vision``).  That is the reference path. :class:`BatchEnsembleNet` instead sets
+``batch_major`` on its layers (the fast path): rows ``b·M + m``, and the factors are folded into the member weights,
+``conv(x; W ∘ r_m s_mᵀ)`` as one grouped convolution per layer (:mod:`.grouped`), so no activation-sized
+multiplications by ``s``/``r`` and no member-major copies; the values are the same up to rounding.
 
 Fast weights are stored as offsets from a fixed prior mean, ``r = r_prior + fast_r``.  Plain weight
 decay on ``fast_r`` therefore decays ``r`` toward ``r_prior``: toward 0 for classic BE, toward 1 for
@@ -39,6 +42,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .grouped import grouped_conv2d, grouped_linear, member_batch_norm
+
 FastInit = Literal["ones", "random_sign", "normal"]
 Mode = Literal["ensemble", "averaged"]  # "averaged": factor-averaged weights ([LatentBE] eq. 5)
 
@@ -67,6 +72,12 @@ class _BatchEnsembleMixin(nn.Module):
 
     ensemble_size: int
     mode: Mode
+    #: ``True``: input ``[B·M, ...]`` in the batch-major layout of :mod:`.grouped` (row ``b·M + m``) and the
+    #: member weights ``W ∘ r_m s_mᵀ`` are materialised (one grouped op); ``False``: member-major, factors applied
+    #: to the activations. Same values; :class:`~endist_vision.models.wrappers.batchensemble.BatchEnsembleNet`
+    #: sets ``True`` on its layers (the fast path).
+    batch_major: bool = False
+    _frozen: "torch.Tensor | None" = None  # member weights reused across the chunks of one evaluation pass
 
     def _init_fast(
         self, in_features: int, out_features: int, ensemble_size: int, fast_init: FastInit,
@@ -108,7 +119,24 @@ class _BatchEnsembleMixin(nn.Module):
             # mean_m [r_m ∘ W(s_m ∘ x) + b_m] = (W ∘ mean_m r_m s_mᵀ) x + mean_m b_m   (linear in W_m).
             y = self._ensemble_forward(repeat_members(x, m))
             return y.reshape(m, x.shape[0], *y.shape[1:]).mean(0)
+        if self.batch_major:
+            return self._grouped_forward(x)
         return self._ensemble_forward(x)
+
+    def member_weights(self) -> torch.Tensor:
+        """``[M, *weight.shape]``: member m's full weight ``W ∘ r_m s_mᵀ`` ([BE] eq. 2), differentiable in W, r, s."""
+        w, r, s = self.weight, self.r, self.s
+        rs = (r[:, :, None] * s[:, None, :]).to(w.dtype)
+        return w.unsqueeze(0) * rs.reshape(*rs.shape, *([1] * (w.dim() - 2)))
+
+    def frozen_weights(self) -> torch.Tensor:
+        return self.member_weights()
+
+    def _weights(self) -> torch.Tensor:
+        return self.member_weights() if self._frozen is None else self._frozen
+
+    def _grouped_forward(self, x: torch.Tensor) -> torch.Tensor:  # batch-major input, folded factors
+        raise NotImplementedError
 
     def _ensemble_forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.ensemble_size
@@ -166,6 +194,9 @@ class BatchEnsembleLinear(_BatchEnsembleMixin):
     def _core(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)
 
+    def _grouped_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return grouped_linear(x, self._weights(), self.member_bias)
+
     def to_plain(self) -> nn.Linear:
         """A plain ``nn.Linear`` with the weight-averaged parameters (single-model cost)."""
         lin = nn.Linear(self.in_features, self.out_features, bias=self.member_bias is not None,
@@ -203,6 +234,9 @@ class BatchEnsembleConv2d(_BatchEnsembleMixin):
     def _core(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation)
 
+    def _grouped_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return grouped_conv2d(x, self._weights(), self.member_bias, self.stride, self.padding, self.dilation)
+
     def to_plain(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with the weight-averaged parameters (single-model cost)."""
         conv = nn.Conv2d(
@@ -222,7 +256,11 @@ BE_LAYERS = (BatchEnsembleLinear, BatchEnsembleConv2d)
 
 class EnsembleBatchNorm(nn.Module):
     """One BatchNorm per member on a member-major batch: rows ``m·B … (m+1)·B − 1`` go through ``bns[m]``
-    (own affine parameters and running statistics), instead of one BatchNorm over all ``M·B`` rows."""
+    (own affine parameters and running statistics), instead of one BatchNorm over all ``M·B`` rows.
+    With ``batch_major`` the input is batch-major (row ``b·M + m``) and all members run in one BatchNorm call
+    (:func:`.grouped.member_batch_norm`)."""
+
+    batch_major: bool = False
 
     def __init__(self, bn: nn.Module, ensemble_size: int) -> None:
         super().__init__()
@@ -232,6 +270,8 @@ class EnsembleBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] % self.ensemble_size != 0:
             raise ValueError(f"EnsembleBatchNorm: batch of {x.shape[0]} rows is not a multiple of {self.ensemble_size}")
+        if self.batch_major:
+            return member_batch_norm(x, list(self.bns))
         return torch.cat([bn(c) for bn, c in zip(self.bns, x.chunk(self.ensemble_size, dim=0))], dim=0)
 
 

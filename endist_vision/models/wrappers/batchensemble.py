@@ -2,7 +2,9 @@
 (:mod:`endist_vision.models.layers.batchensemble`, [BE] eq. 2) run as an M-member student.
 
 ``forward(x [B, ...]) → [B, M, K]``: the input is repeated member-major, the body runs once on ``M·B``
-rows and the output is reshaped with ``members_to_batch_major``.  :meth:`BatchEnsembleNet.member`
+rows and the output is reshaped with ``members_to_batch_major`` — the reference path; by default
+(:meth:`BatchEnsembleNet.set_fast_path`) the body runs batch-major with the factors folded into the member
+weights (:mod:`endist_vision.models.layers.grouped`), same values.  :meth:`BatchEnsembleNet.member`
 returns member m alone as a plain network (weights ``W ∘ r_m s_mᵀ``, bias ``b_m``).
 """
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from endist_vision.models.layers.batchensemble import (
+    BE_LAYERS,
     BN_TYPES,
     EnsembleBatchNorm,
     FastInit,
@@ -25,6 +28,11 @@ from endist_vision.models.layers.batchensemble import (
     repeat_members,
     replace_with_plain,
 )
+from endist_vision.models.layers.grouped import cpu_eval_chunks, frozen_weights, to_batch_major
+
+
+def _any_training(model: nn.Module) -> bool:
+    return any(mod.training for mod in model.modules())
 
 
 class BatchEnsembleNet(nn.Module):
@@ -45,6 +53,20 @@ class BatchEnsembleNet(nn.Module):
         sizes = {layer.ensemble_size for layer in be_layers(body)}
         if sizes and sizes != {ensemble_size}:
             raise ValueError(f"body has BE layers of ensemble sizes {sorted(sizes)}, expected {ensemble_size}")
+        self.set_fast_path(True)
+
+    def set_fast_path(self, enabled: bool = True) -> "BatchEnsembleNet":
+        """``True`` (the default): the body runs batch-major with the rank-one factors folded into the member
+        weights, ``conv(x; W ∘ r_m s_mᵀ)`` as one grouped convolution (:mod:`endist_vision.models.layers.grouped`),
+        and on the CPU a large evaluation-mode batch is cut into chunks (:func:`~endist_vision.models.layers.grouped.cpu_eval_chunks`:
+        the allocator then reuses its blocks instead of mapping fresh pages per layer).
+        ``False``: the member-major reference, ``r_m ∘ conv(s_m ∘ x; W)`` on ``M·B`` rows ([BE] eq. 2 as written).
+        Same values up to rounding; parameters and state dict are identical."""
+        self.fast_path = bool(enabled)
+        for mod in self.body.modules():
+            if isinstance(mod, (*BE_LAYERS, EnsembleBatchNorm)):
+                mod.batch_major = self.fast_path
+        return self
 
     @classmethod
     def from_plain(
@@ -109,8 +131,19 @@ class BatchEnsembleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "averaged":
             return self.body(x)
-        y = self.body(repeat_members(x, self.ensemble_size))
-        return members_to_batch_major(y, self.ensemble_size)
+        m = self.ensemble_size
+        if not self.fast_path:
+            return members_to_batch_major(self.body(repeat_members(x, m)), m)
+        if x.device.type == "cpu" and m > 1 and not _any_training(self):
+            chunks = cpu_eval_chunks(x, m)  # evaluation is per row: same values
+            if len(chunks) > 1:
+                with frozen_weights(list(self.body.modules())):
+                    return torch.cat([self._batch_major(c) for c in chunks], dim=0)
+        return self._batch_major(x)
+
+    def _batch_major(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(to_batch_major(x, self.ensemble_size))
+        return y.reshape(x.shape[0], self.ensemble_size, *y.shape[1:])
 
     def member(self, m: int) -> nn.Module:
         """Member ``m`` alone as a plain network: every BE layer becomes the ``nn.Linear``/``nn.Conv2d``

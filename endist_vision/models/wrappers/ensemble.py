@@ -6,7 +6,9 @@ shuffles when training an ensemble in one loop).
   evaluated in one vectorised call (``torch.func.vmap`` over ``functional_call``); used for training
   members without batch norm (running-stat updates cannot be vmapped in place). 100 spiral MLPs cost
   about as much as one wide MLP.  With ``inference_only=True`` it also takes batch-norm members and
-  refuses training mode (in eval mode batch norm is a fixed affine map, which vmaps).
+  refuses training mode (in eval mode batch norm is a fixed affine map, which vmaps). Batch-norm members
+  in training: :class:`~endist_vision.models.wrappers.grouped_ensemble.GroupedEnsemble`
+  (``build_ensemble(vectorize=True)``).
 * :class:`ModuleEnsemble` — an ``nn.ModuleList`` looped in Python; any architecture;
   :meth:`ModuleEnsemble.stacked` is its vectorised evaluation-only twin.
 """
@@ -33,7 +35,8 @@ class StackedEnsemble(nn.Module):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         if not inference_only and any(_has_batchnorm(m) for m in members):
-            raise ValueError("StackedEnsemble cannot vectorise batch norm in training; use ModuleEnsemble")
+            raise ValueError("StackedEnsemble cannot vectorise batch norm in training; use GroupedEnsemble "
+                             "(build_ensemble(vectorize=True)) or ModuleEnsemble")
         self.inference_only = inference_only
         params, buffers = stack_module_state(members)
         self._pnames = list(params)
@@ -168,9 +171,21 @@ class ModuleEnsemble(nn.Module):
 def build_ensemble(
     make_member: Callable[[int], nn.Module], num_members: int, vectorize: str | bool = "auto"
 ) -> StackedEnsemble | ModuleEnsemble:
-    """Build ``num_members`` members with ``make_member(m)`` (which should seed its own init) and
-    return a :class:`StackedEnsemble` (``vectorize`` true, or "auto" and no batch norm) or a
-    :class:`ModuleEnsemble`."""
+    """Build ``num_members`` members with ``make_member(m)`` (which should seed its own init) and return
+
+    * members without batch norm: a :class:`StackedEnsemble` (``vectorize`` true or "auto"; vmap-ed);
+    * members with batch norm and ``vectorize=True``: a
+      :class:`~endist_vision.models.wrappers.grouped_ensemble.GroupedEnsemble` (one grouped network, train and
+      eval; the same state dict as the loop; ``ValueError`` when the members cannot be grouped);
+    * members with batch norm and "auto", or ``vectorize=False``: a :class:`ModuleEnsemble` (Python loop).
+      "auto" keeps the loop for batch norm because on the CPU the grouped network is no faster: the members'
+      convolutions are compute-bound and the M-times larger activations cost page faults with glibc's default
+      allocator (``scripts/benchmarks/vision_speed.py`` measures it)."""
+    from .grouped_ensemble import GroupedEnsemble  # (it subclasses ModuleEnsemble, defined above)
+
     members = [make_member(m) for m in range(num_members)]
-    use_vmap = (not any(_has_batchnorm(m) for m in members)) if vectorize == "auto" else bool(vectorize)
-    return StackedEnsemble(members) if use_vmap else ModuleEnsemble(members)
+    if vectorize != "auto" and not vectorize:
+        return ModuleEnsemble(members)
+    if not any(_has_batchnorm(m) for m in members):
+        return StackedEnsemble(members)
+    return ModuleEnsemble(members) if vectorize == "auto" else GroupedEnsemble(members)
