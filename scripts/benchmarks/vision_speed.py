@@ -16,7 +16,7 @@ contender once; ``--repeats`` timed rounds after one warm-up round); each row is
 
 Numbers depend on the machine and its load (a shared machine is noisy: read the min–max).
 ``--json OUT`` writes ``{"config": {...}, "rows": [{"name", "median", "min", "max", "target"}]}`` (ratios;
-PASS when ``median >= target``).
+``target`` as ``">= X"``, the ``bench_rows.py`` format that ``make bench`` reads; PASS when ``median >= X``).
 
     python scripts/benchmarks/vision_speed.py                       # resnet20 + wrn28-1, CPU, 1 thread
     python scripts/benchmarks/vision_speed.py --models resnet20 --repeats 7 --json speed.json
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.json_out:
         config = {k: v for k, v in vars(a).items() if k != "json_out"} | {"device_name": where}
         Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(a.json_out), json.dumps({"config": config, "rows": rows}, indent=2) + "\n")
+        table_rows = [{**r, "target": f">= {r['target']:g}"} for r in rows]  # make bench's target text
+        atomic_write_text(Path(a.json_out), json.dumps({"config": config, "rows": table_rows}, indent=2) + "\n")
     return 0
 
 
