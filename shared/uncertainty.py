@@ -57,6 +57,11 @@ def ensemble_uncertainty(log_probs: torch.Tensor) -> Dict[str, torch.Tensor]:
     data = -xlogy_safe(probs, lp).sum(-1).mean(-1)
     mean_log = lp.mean(-2)  # (1/M) Σ_m ln p_mk
     cross = xlogy_safe(mean, mean_log).sum(-1)  # Σ_k p̄_k · mean_m ln p_mk
+    return _decomposition(total, data, cross, mean)
+
+
+def _decomposition(total: torch.Tensor, data: torch.Tensor, cross: torch.Tensor, mean: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """The measures from total, data, ``cross`` = Σ_k p̄_k Σ_m w_m ln p_mk and the mixture p̄ (eq. 4 and 10)."""
     return {
         "total": total,
         "data": data,
@@ -65,6 +70,34 @@ def ensemble_uncertainty(log_probs: torch.Tensor) -> Dict[str, torch.Tensor]:
         "rmi": -total - cross,
         "confidence": mean.amax(-1),
     }
+
+
+def weighted_ensemble_uncertainty(log_probs: torch.Tensor, log_weights: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Measures of a weighted mixture P_w = Σ_m w_m P_m (e.g. the expectation-of-products chain rule of
+    structured prediction, where w_m is member m's posterior given the prefix).
+
+    Args:
+        log_probs: ``[..., M, K]`` ln P_m(k) (−inf allowed).
+        log_weights: ``[..., M]`` ln w_m, Σ_m w_m = 1.
+
+    Returns:
+        ``total`` = H[P_w], ``data`` = Σ_m w_m H[P_m], ``mutual_information`` = total − data,
+        ``epkl`` = Σ_{m,n} w_m w_n KL(P_m‖P_n) = −data − Σ_k P_w,k Σ_n w_n ln P_nk,
+        ``rmi`` = Σ_m w_m KL(P_w‖P_m) = −total − Σ_k P_w,k Σ_m w_m ln P_mk,
+        ``confidence`` = max_k P_w,k, and ``log_mean`` ``[..., K]`` = ln P_w.
+        With w_m = 1/M these are :func:`ensemble_uncertainty`.
+    """
+    dtype = compute_dtype(log_probs, log_weights)
+    lp = upcast(log_probs, dtype)
+    lw = upcast(log_weights, dtype).unsqueeze(-1)  # [..., M, 1]
+    w = lw.exp()
+    log_mean = torch.logsumexp(lp + lw, dim=-2)  # [..., K]
+    mean = log_mean.exp()
+    total = -xlogy_safe(mean, log_mean).sum(-1)
+    data = -(w.squeeze(-1) * xlogy_safe(lp.exp(), lp).sum(-1)).sum(-1)
+    finite_lp = lp.clamp_min(torch.finfo(dtype).min)  # w_m = 0 (underflow) with ln P = −inf: 0, not NaN
+    cross = xlogy_safe(mean, (w * finite_lp).sum(-2)).sum(-1)  # Σ_k P_w,k Σ_m w_m ln P_mk
+    return {**_decomposition(total, data, cross, mean), "log_mean": log_mean}
 
 
 def dirichlet_uncertainty(alphas: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ distributions whose measures are averaged over positions:
   log-probs, in log space), P_EP(·|y<l) = Σ_m w_m P_m(·|y<l), and
   total = H[P_EP], data = Σ_m w_m H[P_m], mutual_information = total − data,
   epkl = Σ_m Σ_n w_m w_n KL(P_m‖P_n), rmi = Σ_m w_m KL(P_EP‖P_m),
-  confidence = max P_EP (:func:`weighted_ensemble_uncertainty`). Because
+  confidence = max P_EP (:func:`shared.uncertainty.weighted_ensemble_uncertainty`). Because
   Π_l P_EP(y_l|y<l) = (1/M) Σ_m P_m(y|x), the EP chain rule is the exact
   factorisation of the sequence-level ensemble predictive.
 
@@ -79,8 +79,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from shared._tensor import compute_dtype, upcast, xlogy_safe
-from shared.uncertainty import UNCERTAINTY_KEYS, dirichlet_uncertainty, ensemble_uncertainty
+from shared.uncertainty import UNCERTAINTY_KEYS, dirichlet_uncertainty, ensemble_uncertainty, weighted_ensemble_uncertainty
 
 MODEL_KINDS = ("ensemble", "dirichlet", "proxy", "single")
 CHAIN_RULES = ("pe", "ep")
@@ -188,42 +187,6 @@ def prefix_log_weights(member_log_prob: Tensor, segment: Tensor, lengths: Tensor
     norm = torch.logsumexp(prefix, dim=-1, keepdim=True)
     uniform = torch.full_like(prefix, -math.log(m))
     return torch.where(torch.isfinite(norm), prefix - norm, uniform)
-
-
-def weighted_ensemble_uncertainty(log_probs: Tensor, log_weights: Tensor) -> Dict[str, Tensor]:
-    """Measures of a weighted mixture Σ_m w_m P_m (the EP chain rule's token distribution).
-
-    Args:
-        log_probs: ``[..., M, K]`` ln P_m(k) (−inf allowed).
-        log_weights: ``[..., M]`` ln w_m, Σ_m w_m = 1.
-
-    Returns:
-        ``total`` = H[P_w], ``data`` = Σ_m w_m H[P_m], ``mutual_information`` = total − data,
-        ``epkl`` = Σ_{m,n} w_m w_n KL(P_m‖P_n) = −data − Σ_k P_w,k Σ_n w_n ln P_nk,
-        ``rmi`` = Σ_m w_m KL(P_w‖P_m) = −total − Σ_k P_w,k Σ_m w_m ln P_mk,
-        ``confidence`` = max_k P_w,k, and ``log_mean`` ``[..., K]`` = ln P_w.
-        With w_m = 1/M these are :func:`shared.uncertainty.ensemble_uncertainty`.
-    """
-    dtype = compute_dtype(log_probs, log_weights)
-    lp = upcast(log_probs, dtype)
-    lw = upcast(log_weights, dtype).unsqueeze(-1)  # [..., M, 1]
-    w = lw.exp()
-    log_mean = torch.logsumexp(lp + lw, dim=-2)  # [..., K]
-    mean = log_mean.exp()
-    total = -xlogy_safe(mean, log_mean).sum(-1)
-    data = -(w.squeeze(-1) * xlogy_safe(lp.exp(), lp).sum(-1)).sum(-1)
-    finite_lp = lp.clamp_min(torch.finfo(dtype).min)  # w_m = 0 (underflow) with ln P = −inf: 0, not NaN
-    mean_log = (w * finite_lp).sum(-2)  # Σ_m w_m ln P_mk
-    cross = xlogy_safe(mean, mean_log).sum(-1)
-    return {
-        "total": total,
-        "data": data,
-        "mutual_information": total - data,
-        "epkl": -data - cross,
-        "rmi": -total - cross,
-        "confidence": mean.amax(-1),
-        "log_mean": log_mean,
-    }
 
 
 def ensemble_token_stats(log_probs: Tensor, targets: Tensor, segment: Tensor, lengths: Tensor) -> TokenStats:
