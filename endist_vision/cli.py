@@ -120,6 +120,7 @@ def cmd_list(a: argparse.Namespace) -> int:
     from .models import available_models
 
     print("models:  ", ", ".join(available_models()))
+    print("timm:     timm/<name> for any timm.list_models() entry (never downloaded; local weights: model.kwargs.weights=PATH)")
     print("methods: ", ", ".join(available_methods()))
     print("datasets:", ", ".join(available_datasets()))
     print("shift sets:", ", ".join(available_shift_sets()))

@@ -21,6 +21,10 @@ def test_create_model_passes_classes_channels_and_kwargs_to_timm() -> None:
     assert type(net).__module__ == "timm.models.resnet"
     assert net.num_classes == 7 and net.conv1[0].in_channels == 1 and net.drop_rate == 0.25
     assert m(torch.rand(3, 1, 8, 8)).shape == (3, 7)
+    with pytest.raises(ValueError, match="'no_such_net' is not a timm model"):
+        create_model("timm/no_such_net", 7)
+    with pytest.raises(ValueError, match="model.kwargs.in_chans=3 is not allowed .* set from the data set"):
+        create_model("timm/resnet10t", 7, in_chans=3)
 
 
 def test_hydra_split_of_a_timm_model_is_the_classifier_and_reproduces_the_model() -> None:
