@@ -94,8 +94,9 @@ def build_model_from_meta(cfg: dict[str, Any], meta: dict[str, Any]) -> nn.Modul
 
     def make_model(seed: int) -> nn.Module:
         torch.manual_seed(seed)
+        kwargs = {k: v for k, v in (cfg["model"].get("kwargs") or {}).items() if k != "weights"}  # trained weights follow
         return create_model(cfg["model"]["name"], int(meta["num_classes"]), mean=meta["mean"], std=meta["std"],
-                            in_channels=int(meta["in_channels"]), **(cfg["model"].get("kwargs") or {}))
+                            in_channels=int(meta["in_channels"]), **kwargs)
 
     return method.build_final(make_model)
 

@@ -23,10 +23,16 @@ from .errors import ConfigError, EndistVisionError
 
 def _abs_teacher(cfg: dict[str, Any]) -> None:
     t = cfg["distill"].get("teacher")
-    if isinstance(t, str):
-        cfg["distill"]["teacher"] = str(Path(t).expanduser().resolve())
+
+    def absolute(x: Any) -> Any:  # a run dir / teacher file, or an external entry {model, kwargs, weights}
+        if isinstance(x, dict):
+            return {**x, "weights": absolute(x["weights"])} if isinstance(x.get("weights"), str) else x
+        return str(Path(x).expanduser().resolve())
+
+    if isinstance(t, (str, dict)):
+        cfg["distill"]["teacher"] = absolute(t)
     elif isinstance(t, list):
-        cfg["distill"]["teacher"] = [str(Path(x).expanduser().resolve()) for x in t]
+        cfg["distill"]["teacher"] = [absolute(x) for x in t]
     r = cfg["data"].get("root")
     if r:
         cfg["data"]["root"] = str(Path(r).expanduser().resolve())
@@ -114,6 +120,7 @@ def cmd_list(a: argparse.Namespace) -> int:
     from .models import available_models
 
     print("models:  ", ", ".join(available_models()))
+    print("timm:     timm/<name> for any timm.list_models() entry (never downloaded; local weights: model.kwargs.weights=PATH)")
     print("methods: ", ", ".join(available_methods()))
     print("datasets:", ", ".join(available_datasets()))
     print("shift sets:", ", ".join(available_shift_sets()))

@@ -155,7 +155,7 @@ NULLABLE_KINDS: dict[str, str] = {
     "distill.teacher_members": "int", "eval.num_workers": "int",
 }
 KIND_TEXT = {"int": "an integer", "float": "a number (float)", "str": "a string", "bool": "true or false", "list": "a list",
-             "dict": "a mapping", "spec": "a data set name or {name, root}", "paths": "a run directory or a list of them"}
+             "dict": "a mapping", "spec": "a data set name or {name, root}", "paths": "a run directory, a teacher YAML file, a {model, kwargs, weights} entry or a list of them"}
 
 
 def _kind_of(key: str, default: Any) -> str | None:
@@ -184,7 +184,7 @@ def _coerce(key: str, kind: str, value: Any) -> Any:
         ok = value if isinstance(value, {"bool": bool, "list": list, "dict": dict}[kind]) else None
     elif kind == "spec" and isinstance(value, (str, dict)):
         ok = value
-    elif kind == "paths" and (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+    elif kind == "paths" and (isinstance(value, (str, dict)) or (isinstance(value, list) and all(isinstance(v, (str, dict)) for v in value))):
         ok = value
     if ok is None:
         raise ConfigError(f"{key} must be {KIND_TEXT[kind]}, got {value!r}")

@@ -113,7 +113,7 @@ def load_inputs(run: str | Path, opts: EvalOptions) -> EvalInputs:
     teacher_spec = opts.teacher or (cfg["distill"].get("teacher") if get_method(cfg["method"]).needs_teacher else None)
     if teacher_spec:
         dcfg = {"teacher": teacher_spec, "teacher_members": opts.teacher_members or cfg["distill"].get("teacher_members")}
-        inputs.teacher = load_teacher(dcfg, data.num_classes, data.name).to(device)
+        inputs.teacher = load_teacher(dcfg, data.num_classes, data.name, data).to(device)
     return inputs
 
 

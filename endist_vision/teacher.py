@@ -54,14 +54,34 @@ def differentiable_teacher(teacher: nn.Module) -> Callable[[torch.Tensor], torch
     return teacher.logits if isinstance(teacher, TeacherEnsemble) else teacher
 
 
-def load_teacher(distill_cfg: dict[str, Any], num_classes: int, data_name: str) -> TeacherEnsemble:
-    """Load ``distill.teacher`` (a run dir or list of run dirs); check it predicts ``num_classes``."""
+def teacher_sources(spec: Any, flag: str = "distill.teacher") -> list[str | dict[str, Any]]:
+    """``distill.teacher`` as a flat list of run directories and external entries (YAML teacher files expanded)."""
+    from .external_teacher import is_teacher_file, read_teacher_file
+
+    items = [spec] if isinstance(spec, (str, dict)) else list(spec)
+    out: list[str | dict[str, Any]] = []
+    for item in items:
+        out += read_teacher_file(item, flag) if is_teacher_file(item) else [item]
+    return out
+
+
+def load_teacher(distill_cfg: dict[str, Any], num_classes: int, data_name: str, data: Any = None) -> TeacherEnsemble:
+    """Load ``distill.teacher``: run dirs, external ``{model, kwargs, weights}`` entries (needs ``data``, the
+    :class:`~endist_vision.data.base.DataBundle`, for their input size and normalisation) or YAML files of such
+    entries (:mod:`endist_vision.external_teacher`); check every member predicts ``num_classes``."""
+    from .external_teacher import load_external_teacher
+
     spec = distill_cfg.get("teacher")
     if not spec:
         raise ConfigError("distill.teacher is required for this method (a finished ensemble/individual run directory)")
-    dirs = [spec] if isinstance(spec, str) else list(spec)
     models = []
-    for d in dirs:
+    for i, d in enumerate(teacher_sources(spec)):
+        if isinstance(d, dict):
+            if data is None:
+                raise ConfigError(f"distill.teacher[{i}]: an external teacher needs the data set")
+            models.append(load_external_teacher(d, f"distill.teacher[{i}]", num_classes, int(data.in_channels),
+                                                tuple(data.test.input_shape), list(data.mean), list(data.std)))
+            continue
         model, meta, cfg = load_run_model(d, flag="distill.teacher")
         if int(meta["num_classes"]) != num_classes:
             raise ConfigError(

@@ -235,7 +235,7 @@ def plan_run(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -
     method_config = method_cls.parse_config(cfg)  # method_args errors come before the teacher is loaded
     # a method may add epochs of its own (Hydra's phase-1 budget, method_args.phase1_epochs)
     total = int(t["max_steps"]) if t.get("max_steps") else (int(t["epochs"]) + method_cls.extra_epochs(method_config)) * spe
-    teacher = load_teacher(cfg["distill"], data.num_classes, data.name).to(info.device) if method_cls.needs_teacher else None
+    teacher = load_teacher(cfg["distill"], data.num_classes, data.name, data).to(info.device) if method_cls.needs_teacher else None
     method = method_cls(cfg, data.num_classes, total, teacher_members=None if teacher is None else teacher.num_members)
     has_ckpt = check_run_dir(run_dir, resume)
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt") if resume and has_ckpt else None

@@ -80,11 +80,21 @@ def create_model(
     """Build registered model ``name`` with ``num_classes`` outputs, wrapped in :class:`NormalizedModel`.
 
     ``mean``/``std`` default to 0/1 per input channel (identity). Extra ``kw`` go to the factory.
+    ``name = "timm/<arch>"``: a timm model (:mod:`.timm_models`, ``timm.create_model``, never downloaded).
+    ``weights=PATH`` (any name): a local state dict loaded into the raw network (``weights_only=True``;
+    plain / ``{'state_dict': ...}`` / ``{'model': ...}``, ``module.`` prefix removed).
     """
-    factory = MODELS.get(name)
+    from .timm_models import create_timm_model, is_timm_name, load_weights_into
+
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    net = factory(int(num_classes), in_channels=in_channels, **kw)
+    weights = kw.pop("weights", None)
+    if is_timm_name(name):
+        net = create_timm_model(name, int(num_classes), in_channels=in_channels, **kw)
+    else:
+        net = MODELS.get(name)(int(num_classes), in_channels=in_channels, **kw)
+    if weights is not None:
+        load_weights_into(net, str(weights), int(num_classes))
     n = len(mean) if mean is not None else (len(std) if std is not None else in_channels)
     mean = [0.0] * n if mean is None else mean
     std = [1.0] * n if std is None else std

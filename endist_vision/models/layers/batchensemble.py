@@ -343,6 +343,10 @@ def convert_to_batchensemble(
     layers raise ``ValueError`` naming the layer. ``member_bn``: every BatchNorm becomes one per member
     (:class:`EnsembleBatchNorm`).
     """
+    from endist_vision.models.timm_models import check_batchensemble_layers, is_timm_model
+
+    if is_timm_model(model):  # timm: every layer with parameters must be one the conversion covers
+        check_batchensemble_layers(model)
     model = copy.deepcopy(model)
     for name, child in list(model.named_modules()):
         for attr, sub in list(child.named_children()):

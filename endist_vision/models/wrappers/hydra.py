@@ -33,8 +33,11 @@ def block_list(net: nn.Module) -> list[nn.Module]:
     block of layer1–4, classifier) and :class:`endist_vision.models.wrn.WideResNet` (stem conv, every
     block, BN-ReLU-pool-linear classifier).  Other modules raise ``ValueError``.
     """
+    from endist_vision.models.timm_models import is_timm_model, timm_blocks
     from endist_vision.models.wrn import WideResNet
 
+    if is_timm_model(net):
+        return timm_blocks(net)  # [pre-logits body, classifier]: only head_blocks=1 (the last layer)
     if isinstance(net, nn.Sequential):
         return list(net.children())
     if isinstance(net, TorchvisionResNet):
@@ -101,6 +104,11 @@ class HydraNet(nn.Module):
         ``nn.Linear`` of the removed blocks; the parameter-free-or-normalisation modules the removed blocks apply
         before that first Linear (pooling, flatten, BN-ReLU of a WRN tail) stay in front of the MLP."""
         blocks = list(copy.deepcopy(block_list(net)))
+        from endist_vision.models.timm_models import is_timm_model
+
+        if is_timm_model(net) and head_blocks != 1:
+            raise ValueError(f"a timm model ({type(net).__name__}) splits only at its classifier "
+                             f"(forward_features/forward_head, the last layer): set head_blocks=1, got {head_blocks}")
         if not 1 <= head_blocks < len(blocks):
             raise ValueError(
                 f"head_blocks must be in [1, {len(blocks) - 1}] for a {type(net).__name__} with "
