@@ -1,16 +1,87 @@
 """endist_seq — fairseq plugin (load with ``--user-dir endist_seq``).
 
-Importing the package registers the endist tasks and criterions with fairseq,
-allow-lists what fairseq pickles into checkpoints (torch >= 2.6), and installs
-:func:`endist_seq.errors.endist_excepthook`, which prints an uncaught endist
-user error (:class:`endist_seq.errors.EndistUserError`) as one ``error: ...``
-line instead of a traceback (other exceptions are untouched).
+Importing the package installs :func:`endist_seq.errors.endist_excepthook`,
+which prints an uncaught endist user error
+(:class:`endist_seq.errors.EndistUserError`) as one ``error: ...`` line instead
+of a traceback (other exceptions are untouched), and registers the endist
+tasks and criterions with fairseq and allow-lists what fairseq pickles into
+checkpoints (torch >= 2.6).
+
+The registration needs torch and fairseq (≈ 4 s to import), which the
+file-only tools (``endist-seq-eval --help``, its report from text outputs) never
+use. So it runs at once when torch or fairseq is already imported — always the
+case when fairseq loads the plugin via ``--user-dir`` — and otherwise right
+after the first later ``import torch`` / ``import fairseq`` completes, before
+any fairseq task or ``torch.load`` can run.
 """
 
-from endist_seq.errors import install_excepthook
-from endist_seq.safe_globals import register_fairseq_safe_globals
+from __future__ import annotations
 
-register_fairseq_safe_globals()
+import importlib.abc
+import importlib.util
+import sys
+from typing import Any, Optional, Sequence
+
+from endist_seq.errors import install_excepthook
+
 install_excepthook()
 
-from endist_seq import criterions, tasks  # noqa: E402,F401  (registration side effects)
+_TRIGGERS = ("torch", "fairseq")
+_REGISTERED = False
+
+
+def register_with_fairseq() -> None:
+    """Allow-list fairseq's checkpoint globals and register the endist tasks/criterions (idempotent)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    _REGISTERED = True
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterImport)]
+    from endist_seq.safe_globals import register_fairseq_safe_globals
+
+    register_fairseq_safe_globals()
+    from endist_seq import criterions, tasks  # noqa: F401  (registration side effects)
+
+
+def _any_trigger_initializing(except_name: str) -> bool:
+    for name in _TRIGGERS:
+        if name == except_name:
+            continue
+        spec = getattr(sys.modules.get(name), "__spec__", None)
+        if getattr(spec, "_initializing", False):
+            return True
+    return False
+
+
+class _RegisterAfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself; wraps the loader of torch/fairseq so registration follows their import."""
+
+    def __init__(self) -> None:
+        self._searching = False
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Any = None):  # noqa: D401
+        if fullname not in _TRIGGERS or _REGISTERED or self._searching:
+            return None
+        self._searching = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._searching = False
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_register(module: Any) -> None:
+            exec_module(module)
+            if not _any_trigger_initializing(except_name=fullname):  # e.g. torch finished inside fairseq's import: wait for fairseq
+                register_with_fairseq()
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+if any(name in sys.modules for name in _TRIGGERS):
+    register_with_fairseq()
+else:
+    sys.meta_path.insert(0, _RegisterAfterImport())

@@ -28,7 +28,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from shared.io import atomic_write_text
-from endist_seq.generation.measures import current_name
+from endist_seq.generation.measure_names import current_name
 from endist_seq.generation.parse import GenerateOutputError, read_generate_output
 from endist_seq.seq_eval import (
     AGGREGATES,

@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.stats import rankdata
 
-from endist_seq.generation.measures import CONFIDENCE_MEASURES, SEQUENCE_MEASURES
+from endist_seq.generation.measure_names import CONFIDENCE_MEASURES, SEQUENCE_MEASURES
 from endist_seq.generation.parse import GeneratedSentence
 from endist_seq.token_errors import token_error_detection
 
@@ -94,6 +93,8 @@ def bleu_scores(hypotheses: Sequence[str], references: Sequence[str]) -> Tuple[f
 
 def evaluate_model(model: ModelOutputs, aggregate: str = "top1") -> Dict[str, object]:
     """BLEU, PRR per measure and OOD scores per set and measure (JSON-serialisable)."""
+    from scipy.stats import rankdata  # lazy (≈ 0.5 s): parsing and --help need no scipy
+
     from shared.metrics import ood_detection_scores, prediction_rejection_ratio
 
     sents = model.id_sentences

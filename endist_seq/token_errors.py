@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 EOS = "</s>"
 
@@ -105,6 +104,8 @@ def token_error_detection(
         if name in undefined or y.all() or not y.any():
             roc[name] = pr[name] = None
             continue
+        from scipy.stats import rankdata  # lazy (≈ 0.5 s): parsing and --help need no scipy
+
         from shared.metrics import ood_detection_scores
 
         ranks = rankdata(oriented(name, np.asarray(values[name], dtype=np.float64)))

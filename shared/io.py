@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 
 
 def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -62,6 +62,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     """Atomically ``torch.save`` ``obj`` to ``path``."""
+    import torch  # lazy: text/JSON writers must not cost torch's import
+
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -72,7 +74,8 @@ def atomic_savefig(path: str | os.PathLike, fig: Any, **kw: Any) -> None:
 
 
 def _json_default(o: Any) -> Any:
-    if isinstance(o, torch.Tensor):
+    torch = sys.modules.get("torch")  # an object can only be a tensor once torch is imported
+    if torch is not None and isinstance(o, torch.Tensor):
         return o.tolist()
     if hasattr(o, "item"):
         return o.item()

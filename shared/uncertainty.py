@@ -22,7 +22,7 @@ import torch
 
 from shared._tensor import MAX_LOG_ALPHA, MIN_LOG_ALPHA, compute_dtype, upcast, xlogy_safe
 
-UNCERTAINTY_KEYS = ("total", "data", "mutual_information", "epkl", "rmi", "confidence")
+from shared.uncertainty_keys import UNCERTAINTY_KEYS  # noqa: E402  (torch-free home of the names)
 
 
 def ensemble_uncertainty(log_probs: torch.Tensor) -> Dict[str, torch.Tensor]:

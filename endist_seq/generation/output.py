@@ -33,7 +33,7 @@ from endist_seq.errors import FlagError
 from endist_seq.generation import measures as M
 from endist_seq.generation.scorer import SentenceUncertainty
 
-UNDEFINED = "undefined"
+from endist_seq.generation.measure_names import UNDEFINED  # noqa: E402,F401  (re-exported)
 
 
 def format_value(value: Optional[float]) -> str:

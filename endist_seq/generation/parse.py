@@ -19,8 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from endist_seq.generation.measures import current_name
-from endist_seq.generation.output import UNDEFINED
+from endist_seq.generation.measure_names import UNDEFINED, current_name
 
 
 class GenerateOutputError(ValueError):

@@ -40,10 +40,12 @@ if [[ "$smoke" == 1 ]]; then
   bench proxy_cpu proxy_loss_speed.py --n 64 --v 2000 --repeats 2 --inner 1 --threads "$threads"
   bench malloc malloc_speed.py --smoke --repeats 1 --threads "$threads"
   bench vision_speed vision_speed.py --models resnet20 --batch-size 8 --ensemble-batch-size 4 --image-size 16 --ensemble-members 2 --repeats 1 --threads "$threads"
+  bench startup startup_time.py --what help --repeats 2
 else
   bench proxy_cpu proxy_loss_speed.py --variants cross_entropy,proxy_reverse --threads "$threads"
   bench malloc malloc_speed.py --threads "$threads"
   bench vision_speed vision_speed.py --threads "$threads"
+  bench startup startup_time.py
 fi
 if [[ $cuda == 1 ]]; then
   [[ "$smoke" == 1 ]] && sizes=(--n 64 --v 2000 --repeats 2 --inner 1) || sizes=()
