@@ -188,3 +188,14 @@ def alphas_from_logits(
     excess = (torch.logsumexp(log_alpha, dim=-1, keepdim=True) - math.log(float(clip_precision))).clamp_min(0.0)
     # floored at MIN_LOG_ALPHA after the rescaling too, so ψ'(α) ≈ 1/α² stays finite (see shared._tensor)
     return (log_alpha - excess).clamp_min(MIN_LOG_ALPHA[dtype]).exp()
+
+
+def dirichlet_mean_log_probs(logits: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
+    """ln p̂ with p̂ = α/α₀ the expected categorical of Dir(α), α = exp(z) + offset ([EnD2] eq. 9), in log space:
+    ln α_k = logaddexp(z_k, ln offset), ln p̂_k = ln α_k − logsumexp_j ln α_j (finite for any z; ``offset = 0``
+    gives ``log_softmax(z)``). Half-precision inputs are computed in float32."""
+    z = upcast(logits, compute_dtype(logits))
+    if offset == 0:
+        return torch.log_softmax(z, dim=-1)
+    log_alpha = torch.logaddexp(z, torch.full_like(z, math.log(offset)))
+    return log_alpha - torch.logsumexp(log_alpha, dim=-1, keepdim=True)

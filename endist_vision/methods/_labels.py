@@ -19,12 +19,11 @@ Private module (leading underscore: not auto-registered), used by every distilla
 
 from __future__ import annotations
 
-import math
 
 import torch
-from torch.nn import functional as F
 
 from endist_vision.errors import ConfigError
+from shared.uncertainty import dirichlet_mean_log_probs
 
 
 def check_ce_weight(value: float) -> None:
@@ -33,22 +32,12 @@ def check_ce_weight(value: float) -> None:
         raise ConfigError(f"method_args.ce_weight must be in [0, 1] (1 - alpha of [LatentBE] eq. 26), got {value}")
 
 
-def log_probs_of(student_out: torch.Tensor, *, dirichlet_offset: float | None = None) -> torch.Tensor:
-    """Student log-probabilities at T = 1: ``log_softmax(z)``, or for a Dirichlet student
-    ``log(α/α₀)`` with ``α = exp(z) + offset`` (``offset = 0`` gives ``log_softmax(z)`` too)."""
-    z = student_out.float()
-    if dirichlet_offset is None or dirichlet_offset == 0:
-        return F.log_softmax(z, dim=-1)
-    log_alpha = torch.logaddexp(z, torch.full_like(z, math.log(dirichlet_offset)))
-    return log_alpha - torch.logsumexp(log_alpha, dim=-1, keepdim=True)
-
-
 def label_cross_entropy(student_out: torch.Tensor, labels: torch.Tensor | None, *,
                         dirichlet_offset: float | None = None) -> torch.Tensor:
     """Mean over labelled rows (and over members for ``[B, M, K]``) of ``−log p_S(y | x)``."""
     if labels is None:
         return student_out.sum() * 0.0
-    lp = log_probs_of(student_out, dirichlet_offset=dirichlet_offset)
+    lp = dirichlet_mean_log_probs(student_out.float(), dirichlet_offset or 0.0)
     y = labels.to(lp.device).long()
     keep = y >= 0
     if not bool(keep.any()):

@@ -129,3 +129,15 @@ def test_measures_finite_for_extreme_and_half_inputs(dtype):
     assert out["total"].dtype == torch.float32
     for key in ("total", "data", "mutual_information", "confidence"):
         assert torch.isfinite(out[key]).all(), key
+
+
+def test_dirichlet_mean_log_probs_is_log_of_alpha_over_alpha0() -> None:
+    """ln p̂ against α/α₀ computed directly in float64 (α = exp(z) + c), and log_softmax for c = 0."""
+    from shared.uncertainty import dirichlet_mean_log_probs
+
+    z = torch.randn(6, 7, dtype=torch.float64) * 5
+    for c in (0.0, 1.0, 0.3):
+        alpha = z.exp() + c
+        torch.testing.assert_close(dirichlet_mean_log_probs(z, c).exp(), alpha / alpha.sum(-1, keepdim=True))
+    extreme = torch.tensor([[-1e4, 0.0, 1e4]])
+    assert torch.isfinite(dirichlet_mean_log_probs(extreme, 1.0)).all()
