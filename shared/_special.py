@@ -55,3 +55,26 @@ def gamma_terms(x: torch.Tensor, with_trigamma: bool = True) -> Tuple[torch.Tens
     if inv2 is not None:
         tg = (r2 * (1.0 / 42.0)).sub_(1.0 / 30.0).mul_(r2).add_(1.0 / 6.0).mul_(r).add_(0.5).mul_(r2).add_(r).add_(inv2)
     return lg, dg, tg
+
+
+def expm1_accurate(x: torch.Tensor) -> torch.Tensor:
+    """eˣ − 1 without cancellation near 0, from ``exp`` and ``log`` only (vectorised everywhere, unlike
+    torch's CPU ``expm1``): Kahan's trick, with u = eˣ,
+
+        eˣ − 1 = x                      if u = 1
+               = u − 1                  if u < ½  (no cancellation there)
+               = (u − 1) · x / ln u     otherwise
+
+    (Goldberg, "What every computer scientist should know about floating-point arithmetic", 1991, Thm. 4's
+    idea applied to exp; Higham, *Accuracy and Stability*, 2nd ed., §1.14.1). Within 2 ulp of the exact
+    value (checked against float64 in ``tests/shared/test_special.py``); −inf gives −1.
+    """
+    u = torch.exp(x)
+    return torch.where(u == 1.0, x, torch.where(u < 0.5, u - 1.0, (u - 1.0) * x / torch.log(u)))
+
+
+def log1p_accurate(x: torch.Tensor) -> torch.Tensor:
+    """ln(1 + x) without cancellation near 0, from ``log`` only (Goldberg 1991, Theorem 4): with u = 1 + x,
+    ln(1 + x) = x if u = 1, else ln(u) · x / (u − 1). Within 2 ulp; x = −1 gives −inf."""
+    u = 1.0 + x
+    return torch.where(u == 1.0, x, torch.log(u) * x / (u - 1.0))

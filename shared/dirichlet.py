@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import torch
 
+from shared._compiled import run_chunked, use_compiled
+from shared._special import expm1_accurate, log1p_accurate
 from shared._tensor import check_positive_finite, compute_dtype, upcast
 
 logger = logging.getLogger(__name__)
@@ -111,16 +113,18 @@ def proxy_target(
     beta = torch.empty(n, k, dtype=dtype, device=log_probs.device)
     precision = torch.empty(n, dtype=dtype, device=log_probs.device)
     with torch.no_grad():
-        for s in range(0, n, rows):
-            lp = upcast(flat[s : s + rows], dtype)
-            if temperature != 1.0:
-                lp = torch.log_softmax(lp / temperature, dim=-1)
-            divergence, mean = _divergence_and_mean(lp, estimator)
-            # NaN (inf − inf: infinite disagreement) → precision 0; ≤ MIN_DIVERGENCE (agreement) → the cap
-            divergence = torch.nan_to_num(divergence, nan=math.inf)
-            prec = torch.where(divergence > MIN_DIVERGENCE, (k - 1) / divergence, math.inf).clamp_(max=MAX_PRECISION)
-            precision[s : s + rows] = prec
-            beta[s : s + rows] = mean.mul_(prec.unsqueeze(-1)).add_(offset).clamp_(min=MIN_CONCENTRATION)
+        fused = None
+        if use_compiled(flat) and dtype == flat.dtype:
+            # the temperature is applied outside the compiled body, which is compiled once (T = 1)
+            tempered = flat if temperature == 1.0 else torch.log_softmax(flat / temperature, dim=-1)
+            fused = run_chunked(_target_chunk, rows, (tempered,), (0.0,), estimator, float(offset), 1.0, True)
+        if fused is not None:
+            precision, beta = fused
+        else:
+            for s in range(0, n, rows):
+                prec, b = _target_chunk(upcast(flat[s : s + rows], dtype), estimator, offset, temperature)
+                precision[s : s + rows] = prec
+                beta[s : s + rows] = b
     beta, precision = beta.reshape(lead + (k,)), precision.reshape(lead)
     target = ProxyTarget(beta, precision)
     if logger.isEnabledFor(logging.DEBUG) and precision.numel():
@@ -159,20 +163,35 @@ def member_divergence(log_probs: torch.Tensor, estimator: str = "mkl") -> torch.
     return _divergence_and_mean(log_probs, estimator)[0]
 
 
-def _divergence_and_mean(lp: torch.Tensor, estimator: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(:func:`member_divergence`, p̄): p̄_k = e^{max_k} (1 + (1/M) Σ_m expm1(δ_mk)) comes for free."""
+def _target_chunk(lp: torch.Tensor, estimator: str, offset: float, temperature: float, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(β̂₀, β) of a chunk of member log-probs ``[rows, M, K]`` (the body of :func:`proxy_target`;
+    compiled on the CPU by :mod:`shared._compiled`)."""
+    k = lp.shape[-1]
+    if temperature != 1.0:
+        lp = torch.log_softmax(lp / temperature, dim=-1)
+    divergence, mean = _divergence_and_mean(lp, estimator, compiled)
+    # NaN (inf − inf: infinite disagreement) → precision 0; ≤ MIN_DIVERGENCE (agreement) → the cap
+    divergence = torch.nan_to_num(divergence, nan=math.inf)
+    prec = torch.where(divergence > MIN_DIVERGENCE, (k - 1) / divergence, math.inf).clamp_(max=MAX_PRECISION)
+    return prec, mean.mul_(prec.unsqueeze(-1)).add_(offset).clamp_(min=MIN_CONCENTRATION)
+
+
+def _divergence_and_mean(lp: torch.Tensor, estimator: str, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(:func:`member_divergence`, p̄): p̄_k = e^{max_k} (1 + (1/M) Σ_m expm1(δ_mk)) comes for free.
+    ``compiled``: expm1/log1p through :func:`shared._special.expm1_accurate`/``log1p_accurate``."""
     if estimator not in ("mkl", "epkl"):
         raise ValueError(f"estimator must be 'mkl' or 'epkl', got {estimator!r}")
     # classes no member supports: top = −inf, clamped so that δ = −inf (expm1 = −1, p̄_k = 0) rather than NaN
     top = lp.amax(-2, keepdim=True).clamp_min_(-1e30)
     delta = lp - top
     delta_mean = delta.mean(-2)
-    em1 = torch.expm1(delta)
+    # torch's CPU expm1/log1p are scalar loops (~20× exp); compiled, the exp/log forms vectorise
+    em1 = expm1_accurate(delta) if compiled else torch.expm1(delta)
     em1_mean = em1.mean(-2)
     scale = top.squeeze(-2).exp_()
     mean = em1_mean.add(1.0).mul_(scale)  # p̄_k, exactly 0 for unsupported classes
     if estimator == "mkl":
-        gap = torch.log1p(em1_mean).sub_(delta_mean).clamp_min_(0.0)  # NaN only where p̄_k = 0
+        gap = (log1p_accurate(em1_mean) if compiled else torch.log1p(em1_mean)).sub_(delta_mean).clamp_min_(0.0)  # NaN only where p̄_k = 0
         # p̄_k · d_k with 0 · (NaN or inf) = 0 (as 0 · ln 0 = 0); p̄_k > 0 with d_k = +inf stays +inf
         terms = gap.mul_(mean).nan_to_num_(nan=0.0, posinf=math.inf)
         return 2.0 * terms.sum(-1), mean

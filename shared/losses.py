@@ -45,6 +45,7 @@ from shared._tensor import (
     upcast,
     xlogy_safe,
 )
+from shared._compiled import compiled_kl_to_target, compiled_proxy_kl, use_compiled
 from shared._special import gamma_terms
 from shared.dirichlet import ProxyTarget, log_normalizer, proxy_target
 from shared.uncertainty import alphas_from_logits
@@ -211,7 +212,9 @@ class _DirichletKLToTarget(torch.autograd.Function):
         value = Σ lnΓ(α_k) − lnΓ(α₀) − Σ α_k ψ(β_k) + α₀ ψ(β₀)
         ∂/∂z_k = (ψ(α_k) − ψ(α₀) − ψ(β_k) + ψ(β₀)) · e^{z_k}             ([Proxy] eq. 15)
 
-    One pass over cache-sized row chunks computes the value and, when z requires a
+    On the CPU in float32 at ≥ ``shared._compiled.MIN_ELEMENTS`` logits, value and gradient come
+    from one ``torch.compile``-fused pass (:mod:`shared._compiled`, same formulas). Otherwise one
+    pass over cache-sized row chunks computes the value and, when z requires a
     gradient, the analytic gradient into one preallocated [N, K] buffer that the backward
     scales by the incoming gradient — so α is never materialised at full size and nothing
     is recomputed (first-order only: no double backward).
@@ -220,9 +223,14 @@ class _DirichletKLToTarget(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, beta: torch.Tensor, offset: float, reverse: bool, from_alpha: bool = False) -> torch.Tensor:  # type: ignore[override]
         n, k = z.shape
+        need_grad = ctx.needs_input_grad[0]
+        if not from_alpha and use_compiled(z):  # one fused pass (shared._compiled)
+            fused = compiled_kl_to_target(z, beta.to(z.dtype), offset, reverse, need_grad)
+            if fused is not None:
+                ctx.grad = fused[1]
+                return fused[0]
         lo, cap = MIN_LOG_ALPHA[z.dtype], MAX_LOG_ALPHA[z.dtype]
         rows = max(1, (CUDA_CHUNK_ELEMENTS if z.is_cuda else CHUNK_ELEMENTS) // max(k, 1))
-        need_grad = ctx.needs_input_grad[0]
         out = z.new_empty(n)
         grad = torch.empty_like(z) if need_grad else None
         for s in range(0, n, rows):
@@ -337,12 +345,18 @@ def proxy_dirichlet_loss(
     model_offset = check_positive_finite(model_offset, "model_offset", allow_zero=True)
     mask = check_mask(mask, student_logits.shape[:-1])
     k = student_logits.shape[-1]
+    topk = check_topk(topk, k)
     if target is None:
         if teacher_log_probs is None:
             raise ValueError("proxy_dirichlet_loss needs teacher_log_probs or a precomputed target")
         check_ensemble_shapes(student_logits, teacher_log_probs)
         if mask is not None:
             teacher_log_probs = mask_rows(teacher_log_probs, mask, -math.log(k) if k else 0.0, row_dims=teacher_log_probs.dim() - mask.dim())
+        if parametrization == "exp" and clip_precision is None and not topk and use_compiled(student_logits):
+            fused = _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset,
+                                         estimator, normalize, temperature, mask, reduction)
+            if fused is not None:
+                return fused
         target = proxy_target(teacher_log_probs, estimator=estimator, offset=target_offset, temperature=temperature)
     elif target.beta.shape != student_logits.shape or target.precision.shape != student_logits.shape[:-1]:
         raise ValueError(
@@ -361,7 +375,6 @@ def proxy_dirichlet_loss(
         precision = mask_rows(precision, mask, 1.0, row_dims - 1)
     if temperature != 1.0:
         z = z / temperature
-    topk = check_topk(topk, k)
     if parametrization == "exp" and clip_precision is None and not topk:
         value = _DirichletKLToTarget.apply(z.reshape(-1, k), beta.reshape(-1, k), float(model_offset), direction == "reverse")
     else:
@@ -373,6 +386,52 @@ def proxy_dirichlet_loss(
         value = _DirichletKLToTarget.apply(alpha.reshape(-1, kk), beta.reshape(-1, kk), 0.0, direction == "reverse", True)
     value = value.reshape(lead)
     if normalize:
+        value = value / precision.clamp_min(1.0)
+    return reduce_loss(value, reduction, mask)
+
+
+class _WithGradient(torch.autograd.Function):
+    """Attaches a gradient computed together with the value (by a compiled pass) to ``z``:
+    backward returns ``grad · grad_out`` (first order only)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, value: torch.Tensor, grad: Optional[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        ctx.grad = grad
+        return value.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        return ctx.grad * grad_out.unsqueeze(-1), None, None
+
+
+def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,
+                         normalize, temperature, mask, reduction) -> Optional[torch.Tensor]:
+    """:func:`proxy_dirichlet_loss` with the defaults on a large float32 CPU batch (masked teachers
+    already replaced): temperature applied outside; the Proxy target ([Proxy] eq. 17) and the KL to it
+    (eq. 13–16), value and gradient, in one compiled pass per row chunk
+    (:func:`shared._compiled.proxy_kl_terms`), so β is never written to memory. None if compilation failed."""
+    k = student_logits.shape[-1]
+    lead = student_logits.shape[:-1]
+    z = student_logits
+    if mask is not None:
+        z = mask_rows(z, mask, 0.0, z.dim() - mask.dim())
+    lp = teacher_log_probs.to(torch.float32)
+    if temperature != 1.0:
+        z = z / temperature
+        lp = torch.log_softmax(lp / temperature, dim=-1)
+    m = lp.shape[-2]
+    z2 = z.reshape(-1, k)
+    with torch.no_grad():
+        out = compiled_proxy_kl(z2, lp.reshape(-1, m, k).contiguous(), float(model_offset), float(target_offset),
+                                estimator, direction == "reverse", z2.requires_grad)
+    if out is None:  # compilation failed: the caller takes the eager path
+        return None
+    value, precision = _WithGradient.apply(z2, out[0], out[1]), out[2]
+    value, precision = value.reshape(lead), precision.reshape(lead)
+    if normalize:
+        if mask is not None:
+            precision = torch.where(mask, precision, torch.ones((), dtype=precision.dtype))
         value = value / precision.clamp_min(1.0)
     return reduce_loss(value, reduction, mask)
 
