@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 0,
         "ckpt_every": 0,         # steps between resumable checkpoints (0: end of each epoch)
         "log_every": 10,
-        "progress": True,
+        "progress": None,        # progress bar: null = --progress / ENDIST_PROGRESS / auto (terminal only), true, false
         "dist_timeout_s": 1800,  # torchrun: seconds a rank waits for the others before stopping with an error
     },
     "distill": {
@@ -152,7 +152,7 @@ def build_config(recipe: str | None, overrides: list[str]) -> dict[str, Any]:
 NULLABLE_KINDS: dict[str, str] = {
     "data.root": "str", "data.num_classes": "int", "data.image_size": "int", "data.aux": "spec",
     "data.shift_max_per_set": "int", "train.max_steps": "int", "train.warmup_steps": "int", "distill.teacher": "paths",
-    "distill.teacher_members": "int", "eval.num_workers": "int",
+    "distill.teacher_members": "int", "eval.num_workers": "int", "train.progress": "bool",
 }
 KIND_TEXT = {"int": "an integer", "float": "a number (float)", "str": "a string", "bool": "true or false", "list": "a list",
              "dict": "a mapping", "spec": "a data set name or {name, root}", "paths": "a run directory, a teacher YAML file, a {model, kwargs, weights} entry or a list of them"}
