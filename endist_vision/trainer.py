@@ -469,7 +469,7 @@ def batch_scalars(method: Method, out: torch.Tensor, teacher_log_probs: torch.Te
 
     * ``alpha0``: mean precision α₀ = Σ_k α_k of a Dirichlet student, α = exp(z) + offset as evaluation reads it
       ([EnD2] eq. 9, T = 1; :func:`shared.uncertainty.alphas_from_logits`), and ``log_alpha0``, the mean of ln α₀;
-    * ``diversity``: mean functional diversity of a multi-member student's ``[B, M, K]`` outputs,
+    * ``diversity``: mean functional diversity of a multi-member student's ``[B, M, K]`` outputs on one batch,
       Div = Σ_{i≠j} KL(p_i‖p_j)/(M(M−1)) ([LatentBE] eq. 6, :func:`endist_vision.perturbations.ensemble_divergence`);
     * what :meth:`Method.batch_log_values` adds (Proxy-EnD²: ``beta0``, the target precision β̂₀, [Proxy] eq. 17).
     """
@@ -482,7 +482,7 @@ def batch_scalars(method: Method, out: torch.Tensor, teacher_log_probs: torch.Te
     if method.output == "dirichlet" and out.dim() == 2:
         alpha0 = alphas_from_logits(out, offset=method.dirichlet_offset()).sum(-1, dtype=torch.float64)
         vals.update(alpha0=float(alpha0.mean()), log_alpha0=float(alpha0.log().mean()))
-    if out.dim() == 3 and out.shape[1] >= 2:
+    if out.dim() == 3 and out.shape[1] >= 2 and method.num_streams == 1:  # members on the same inputs (not `ensemble`)
         vals["diversity"] = float(ensemble_divergence(out).double().mean())
     vals.update(method.batch_log_values(out, teacher_log_probs))
     return vals
