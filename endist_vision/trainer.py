@@ -54,7 +54,7 @@ from .teacher import TeacherEnsemble, load_teacher
 from shared.progress import progress, progress_mode
 
 RESUME_OVERRIDABLE = {("train", "progress"), ("train", "num_workers"), ("train", "device"), ("train", "log_every"),
-                      ("train", "dist_timeout_s")}
+                      ("train", "dist_timeout_s"), ("train", "val_every")}
 # temp files of the atomic writes of this module (shared.io: ".NAME.<random>.tmp"), per folder of the run
 OWN_TEMPS = {".": (".config.yaml.*.tmp", ".metrics.json.*.tmp"),
              "checkpoints": (".last.pt.*.tmp", ".last.rng*.pt.*.tmp", ".final.pt.*.tmp")}
@@ -194,7 +194,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
 
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """The saved config of ``run_dir``; only runtime keys (``RESUME_OVERRIDABLE``: progress, workers, device,
-    log_every, dist_timeout_s) may be overridden."""
+    log_every, dist_timeout_s, val_every) may be overridden."""
     cfg = read_run_config(run_dir, "--out")
     for sec, vals in overrides.items():
         for k, v in (vals.items() if isinstance(vals, dict) else [(None, vals)]):
@@ -561,7 +561,7 @@ def run_loop(plan: TrainPlan, state: RunState, writer: Any, on_step_end: Sequenc
     for batch in step_batches(plan, state.step):
         loss = train_step(plan, state, batch)
         _log(plan, state, loss, writer, bar)
-        if plan.info.is_main and state.step % plan.steps_per_epoch == 0 and state.step < plan.total:
+        if plan.info.is_main and validated_step(plan, state.step):
             validate_epoch(plan, state, writer)
         if state.step % ckpt_every == 0 or state.step == plan.total:
             save_state(plan, state)
@@ -573,6 +573,13 @@ def run_loop(plan: TrainPlan, state: RunState, writer: Any, on_step_end: Sequenc
 
 
 VAL_SCALARS = ("accuracy", "nll", "ece")
+
+
+def validated_step(plan: TrainPlan, done: int) -> bool:
+    """Whether :func:`validate_epoch` runs after ``done`` steps: at the end of every ``train.val_every``-th epoch
+    (0: never), except the last step, where :func:`finish_run` logs the final model's."""
+    every = int(plan.cfg["train"].get("val_every", 1)) * plan.steps_per_epoch
+    return every > 0 and done % every == 0 and done < plan.total
 
 
 def validate_epoch(plan: TrainPlan, state: RunState, writer: Any) -> None:

@@ -1,8 +1,8 @@
 """Progress bars of ``endist-seq-eval`` and the tensorboard scalars of our fairseq criterions (issue 17, item 5).
 
 * ``endist-seq-eval`` run as a real command with its stderr on a pseudo-terminal (``pty.openpty``) draws tqdm
-  bars (reading the files, sentence BLEU); on a pipe it prints no bar; ``--progress off`` forces them off
-  (the other forcings are tested with ``endist-vision``, tests/vision/test_progress_logging.py).
+  bars (reading the files, sentence BLEU); on a pipe it prints no bar; ``--progress on`` forces them (the
+  other forcings are tested with ``endist-vision``, tests/vision/test_progress_logging.py).
 * ``fairseq-train --tensorboard-logdir`` with an endist criterion records α₀, β̂₀ and the annealed temperature
   (logged through ``fairseq.metrics``), read back with tensorboard's ``EventAccumulator``.
 """
@@ -84,15 +84,20 @@ def test_seq_eval_bar_on_a_terminal_only(tmp_path: Path) -> None:
     rc, text = _seq_eval(tmp_path, "pipe")
     assert rc == 0, text
     _assert_quiet(text)
-    rc, text = _seq_eval(tmp_path, "pty", "--progress", "off")
-    assert rc == 0
-    _assert_quiet(text)
 
 
-def test_seq_eval_bad_progress_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setenv("ENDIST_PROGRESS", "sometimes")
+def test_seq_eval_progress_flag_and_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture) -> None:
+    """In-process (stderr captured, not a terminal): ``--progress on`` forces the bars; a bad ``ENDIST_PROGRESS``
+    is one error line before anything is written."""
+    monkeypatch.delenv("ENDIST_PROGRESS", raising=False)
     ident = _generate_output(tmp_path / "id.txt", 5)
+    assert eval_main(["--out-dir", str(tmp_path / "r1"), "--no-plots", "--id", str(ident)]) == 0
+    _assert_quiet(capsys.readouterr().err)
+    assert eval_main(["--out-dir", str(tmp_path / "r2"), "--no-plots", "--progress", "on", "--id", str(ident)]) == 0
+    err = capsys.readouterr().err
+    assert "sentence BLEU" in err and BAR.search(err)
+    monkeypatch.setenv("ENDIST_PROGRESS", "sometimes")
     assert eval_main(["--out-dir", str(tmp_path / "report"), "--id", str(ident)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "endist-seq-eval: error: ENDIST_PROGRESS must be one of auto|on|off, got 'sometimes'"
