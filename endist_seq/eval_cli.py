@@ -28,6 +28,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from shared.io import atomic_write_text
+from shared.progress import ENV_VAR, MODES, progress, reset_progress, set_progress
 from endist_seq.generation.measure_names import current_name
 from endist_seq.generation.parse import GenerateOutputError, read_generate_output
 from endist_seq.seq_eval import (
@@ -63,6 +64,10 @@ def _global_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--title", default="Sequence-level uncertainty (endist)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    parser.add_argument(
+        "--progress", choices=MODES, default=None,
+        help=f"progress bars on stderr: auto = only on a terminal (default: ${ENV_VAR}, else auto)",
+    )
     return parser
 
 
@@ -120,8 +125,10 @@ def load_group(name: str, args: Sequence[str], aggregate: str) -> ModelOutputs:
         raise CliError(f"--model {name}: --id FILE is required") from None
     if unknown:
         raise CliError(f"--model {name}: unrecognised arguments: {' '.join(unknown)}")
+    bar = progress(desc=f"reading {name}", total=1 + len(ns.ood), unit="file")
     try:
         id_sents = read_generate_output(ns.id, require_references=True)
+        bar.update()
         ood: List[OODSet] = []
         for spec in ns.ood:
             ood_name, sep, path = spec.partition("=")
@@ -130,8 +137,11 @@ def load_group(name: str, args: Sequence[str], aggregate: str) -> ModelOutputs:
             if any(o.name == ood_name for o in ood):
                 raise CliError(f"--model {name}: OOD set {ood_name!r} given twice")
             ood.append(OODSet(ood_name, path, read_generate_output(path)))
+            bar.update()
     except GenerateOutputError as err:
         raise CliError(f"--model {name}: {err}") from None
+    finally:
+        bar.close()
     if aggregate == "weighted":
         for sents, path in [(id_sents, ns.id)] + [(o.sentences, o.path) for o in ood]:
             if any(s.weighted is None for s in sents):
@@ -150,6 +160,10 @@ def run(argv: Sequence[str]) -> Dict[str, object]:
     names = [g[0] for g in groups]
     if len(set(names)) != len(names):
         raise CliError(f"--model names must be unique, got {names}")
+    try:
+        set_progress(args.progress)
+    except ValueError as err:  # a bad ENDIST_PROGRESS
+        raise CliError(str(err)) from None
     headline = parse_headline(args.headline)
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
         raise CliError(f"--out-dir {args.out_dir} exists and is not a directory")
@@ -159,7 +173,7 @@ def run(argv: Sequence[str]) -> Dict[str, object]:
         missing = [m for _, m in headline if m not in known]
         if missing:
             raise CliError(f"--headline: {model.id_path} has no measure(s) {missing}; available: {sorted(known)}")
-    results = {m.name: evaluate_model(m, args.aggregate) for m in models}
+    results = {m.name: evaluate_model(m, args.aggregate) for m in progress(models, desc="evaluating", unit="model")}
     markdown = render_markdown(results, headline, args.aggregate, args.title)
     os.makedirs(args.out_dir, exist_ok=True)
     plots: Dict[str, List[str]] = {}
@@ -187,6 +201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CliError as err:
         print(f"endist-seq-eval: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        reset_progress()  # the flag holds for this command only (in-process callers, tests)
     return 0
 
 

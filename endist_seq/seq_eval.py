@@ -34,6 +34,7 @@ import numpy as np
 from endist_seq.generation.measure_names import CONFIDENCE_MEASURES, SEQUENCE_MEASURES
 from endist_seq.generation.parse import GeneratedSentence
 from endist_seq.token_errors import token_error_detection
+from shared.progress import progress
 
 #: default headline columns, as in [Proxy] Tables 3–4: total (entropy of the expected
 #: distribution) and knowledge (reverse mutual information) uncertainty
@@ -81,13 +82,15 @@ def measure_values(sentences: Sequence[GeneratedSentence], aggregate: str = "top
 
 
 def bleu_scores(hypotheses: Sequence[str], references: Sequence[str]) -> Tuple[float, str, np.ndarray]:
-    """Corpus BLEU, its sacrebleu signature and per-sentence BLEU (effective order)."""
+    """Corpus BLEU, its sacrebleu signature and per-sentence BLEU (effective order; a progress bar over the
+    sentences on a terminal, :mod:`shared.progress`)."""
     from sacrebleu.metrics import BLEU
 
     corpus = BLEU()
     result = corpus.corpus_score(list(hypotheses), [list(references)])
     sentence = BLEU(effective_order=True)
-    per_sentence = np.array([sentence.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)])
+    pairs = progress(zip(hypotheses, references), desc="sentence BLEU", total=len(hypotheses), unit="sent")
+    per_sentence = np.array([sentence.sentence_score(h, [r]).score for h, r in pairs])
     return float(result.score), str(corpus.get_signature()), per_sentence
 
 

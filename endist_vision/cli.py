@@ -1,6 +1,6 @@
 """Console script ``endist-vision``.
 
-    endist-vision train --config RECIPE --out RUN [key.sub=value ...]     (or: torchrun ... endist-vision train ...)
+    endist-vision train --config RECIPE --out RUN [--progress auto|on|off] [key.sub=value ...]   (or: torchrun ...)
     endist-vision train --out RUN --resume
     endist-vision evaluate --run RUN [--out DIR] [--teacher RUN ...] [--members N] [--ood NAME[=ROOT] ...]
                            [--shift NAME=DATASET:ROOT ...] [--shift-max-per-set N] [--workers N] [--no-plots]
@@ -61,6 +61,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     else:
         cfg = build_config(a.config, a.overrides)
         _abs_teacher(cfg)
+    if a.progress is not None:  # the flag wins over train.progress (null: follow the flag)
+        cfg["train"]["progress"] = None
     res = train(cfg, out, resume=a.resume)
     if res:
         v, te = res["val"], res["test"]
@@ -128,6 +130,13 @@ def cmd_list(a: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_flag(p: argparse.ArgumentParser) -> None:
+    from shared.progress import ENV_VAR, MODES
+
+    p.add_argument("--progress", choices=MODES, default=None,
+                   help=f"progress bars on stderr: auto = only on a terminal (default: ${ENV_VAR}, else auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="endist-vision", description="Image ensembles and ensemble (distribution) distillation.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -136,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run directory (must be new unless --resume)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("overrides", nargs="*", help="config overrides key.sub=value (YAML values)")
+    _progress_flag(t)
     t.set_defaults(fn=cmd_train)
     e = sub.add_parser("evaluate", help="evaluate a finished run (ID metrics, PRR, OOD, vs teacher)")
     e.add_argument("--run", required=True)
@@ -154,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-plots", action="store_true", help="write eval.json / eval.md (and uncertainty_map.npz) but no figures")
     e.add_argument("--label", default=None)
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _progress_flag(e)
     e.set_defaults(fn=cmd_evaluate)
     c = sub.add_parser("compare", help="paper-style tables from several evaluations")
     c.add_argument("evals", nargs="+", help="LABEL=EVAL_DIR (or eval.json)")
@@ -170,10 +181,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_malloc()
     args = build_parser().parse_args(argv)
     try:
+        from shared.progress import set_progress
+
+        try:
+            set_progress(getattr(args, "progress", None))
+        except ValueError as e:  # a bad ENDIST_PROGRESS
+            raise ConfigError(str(e)) from None
         return int(args.fn(args) or 0)
     except EndistVisionError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    finally:
+        from shared.progress import reset_progress
+
+        reset_progress()  # the flag holds for this command only (in-process callers, tests)
 
 
 if __name__ == "__main__":

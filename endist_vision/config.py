@@ -55,7 +55,8 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 0,
         "ckpt_every": 0,         # steps between resumable checkpoints (0: end of each epoch)
         "log_every": 10,
-        "progress": True,
+        "val_every": 1,          # epochs between the validation scalars of tensorboard (0: only the final model's)
+        "progress": None,        # progress bar: null = --progress / ENDIST_PROGRESS / auto (terminal only), true, false
         "dist_timeout_s": 1800,  # torchrun: seconds a rank waits for the others before stopping with an error
     },
     "distill": {
@@ -152,7 +153,7 @@ def build_config(recipe: str | None, overrides: list[str]) -> dict[str, Any]:
 NULLABLE_KINDS: dict[str, str] = {
     "data.root": "str", "data.num_classes": "int", "data.image_size": "int", "data.aux": "spec",
     "data.shift_max_per_set": "int", "train.max_steps": "int", "train.warmup_steps": "int", "distill.teacher": "paths",
-    "distill.teacher_members": "int", "eval.num_workers": "int",
+    "distill.teacher_members": "int", "eval.num_workers": "int", "train.progress": "bool",
 }
 KIND_TEXT = {"int": "an integer", "float": "a number (float)", "str": "a string", "bool": "true or false", "list": "a list",
              "dict": "a mapping", "spec": "a data set name or {name, root}", "paths": "a run directory, a teacher YAML file, a {model, kwargs, weights} entry or a list of them"}
@@ -237,6 +238,7 @@ def validate(cfg: dict[str, Any]) -> None:
         (t["schedule"] in ("onecycle", "cosine", "constant"), f"train.schedule must be onecycle|cosine|constant, got {t['schedule']!r}"),
         (t["amp"] in ("none", "bf16", "fp16"), f"train.amp must be none|bf16|fp16, got {t['amp']!r}"),
         (t["lr"] > 0, f"train.lr must be > 0, got {t['lr']}"),
+        (t.get("val_every", 1) >= 0, f"train.val_every must be >= 0, got {t.get('val_every')}"),
         (we >= 0, f"train.warmup_epochs must be >= 0, got {we}"),
         (ws is None or ws >= 0, f"train.warmup_steps must be >= 0 (or null), got {ws}"),
         (0 < wf <= 1, f"train.warmup_start_factor must be in (0, 1], got {wf}"),

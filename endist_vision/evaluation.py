@@ -40,6 +40,7 @@ from shared.metrics import (
     ood_detection_scores,
     prediction_rejection_ratio,
 )
+from shared.progress import progress
 from shared.uncertainty import alphas_from_logits, dirichlet_uncertainty, ensemble_uncertainty
 
 from .data.base import ArrayDataset
@@ -78,9 +79,11 @@ def mean_uncertainty(s: Summary) -> dict[str, float | None]:
 
 @torch.no_grad()
 def predict(model: nn.Module, ds: ArrayDataset | Any | torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 512,
-            num_workers: int = 0) -> torch.Tensor:
+            num_workers: int = 0, *, desc: str | None = None, progress_mode: str | None = None) -> torch.Tensor:
     """Logits (float32, CPU) of ``model`` in eval mode on all of ``ds`` (unaugmented); a data set's
-    batches are decoded by ``num_workers`` DataLoader workers (0: in this process)."""
+    batches are decoded by ``num_workers`` DataLoader workers (0: in this process). A progress bar over the
+    batches (``desc``) is drawn as :func:`shared.progress.progress_enabled` decides (``progress_mode``:
+    auto|on|off, None: the command line's ``--progress``)."""
     model.eval()
     outs = []
     if isinstance(ds, torch.Tensor):
@@ -88,7 +91,8 @@ def predict(model: nn.Module, ds: ArrayDataset | Any | torch.Tensor, device: tor
     else:
         pin = torch.device(device).type == "cuda"
         batches = (x for x, _ in iterate_batches(ds, batch_size, num_workers, pin_memory=pin))
-    for x in batches:
+    n_batches = math.ceil(len(ds) / batch_size)
+    for x in progress(batches, desc=desc or "predict", total=n_batches, unit="batch", mode=progress_mode):
         outs.append(model(x.to(device, non_blocking=True)).float().cpu())
     return torch.cat(outs)
 
@@ -121,9 +125,10 @@ def classification_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float]
 
 
 def quick_metrics(model: nn.Module, ds: ArrayDataset | Any, meta: dict[str, Any], device: torch.device | str = "cpu",
-                  num_workers: int = 0) -> dict[str, float]:
-    """Classification metrics of ``model`` on ``ds`` (used at the end of training)."""
-    return classification_metrics(summarize(predict(model, ds, device, num_workers=num_workers), meta), ds.y)
+                  num_workers: int = 0, *, desc: str | None = None, progress_mode: str | None = None) -> dict[str, float]:
+    """Classification metrics of ``model`` on ``ds`` (per epoch and at the end of training)."""
+    logits = predict(model, ds, device, num_workers=num_workers, desc=desc, progress_mode=progress_mode)
+    return classification_metrics(summarize(logits, meta), ds.y)
 
 
 def rejection_metrics(s: Summary, labels: torch.Tensor) -> dict[str, float | None]:
@@ -217,7 +222,8 @@ def evaluate_shift(model: nn.Module, shift: ShiftSet, meta: dict[str, Any], temp
     rows: dict[str, dict[str, Any]] = {}
     n_classes = int(meta["num_classes"]) if shift.class_index is None else len(shift.class_index)
     for key, ds in shift.subsets.items():
-        logits = restrict_classes(predict(model, ds, device, batch_size, num_workers), shift.class_index)
+        logits = restrict_classes(predict(model, ds, device, batch_size, num_workers, desc=f"{shift.dataset} {key}"),
+                                  shift.class_index)
         rows[key] = {**shift_metrics(logits, ds.y, meta, temperature), "n": len(ds)}
         del logits
     res: dict[str, Any] = {"dataset": shift.dataset, "n": int(sum(r["n"] for r in rows.values())), "classes": n_classes,

@@ -121,10 +121,11 @@ def compute_metrics(inp: EvalInputs) -> dict[str, Any]:
     """eval.json's content: ID, rejection, OOD, shift and teacher-gap metrics; fills ``inp.summaries``."""
     data, dev, bs, nw = inp.data, inp.device, inp.batch_size, inp.workers
     sets = {"val": data.val, "test": data.test, **data.ood}
-    inp.summaries = {k: summarize(predict(inp.model, ds, dev, bs, nw), inp.meta) for k, ds in sets.items()}
+    inp.summaries = {k: summarize(predict(inp.model, ds, dev, bs, nw, desc=f"predict {k}"), inp.meta) for k, ds in sets.items()}
     teacher_summ = None
     if inp.teacher is not None:
-        teacher_summ = {k: summarize(predict(inp.teacher, ds, dev, bs, nw), {}) for k, ds in sets.items() if k != "val"}
+        teacher_summ = {k: summarize(predict(inp.teacher, ds, dev, bs, nw, desc=f"teacher {k}"), {})
+                        for k, ds in sets.items() if k != "val"}
     summ = inp.summaries
     res = evaluate_summaries(summ["val"], data.val.y, summ["test"], data.test.y, {k: summ[k] for k in data.ood}, teacher_summ)
     if inp.shifts:
@@ -139,7 +140,7 @@ def write_uncertainty_map(inp: EvalInputs, label: str, plots: bool) -> None:
     """2-D data: total / data / knowledge uncertainty on a grid ([EnD2] Fig. 3) → ``uncertainty_map.npz`` (+ png)."""
     ecfg = inp.cfg.get("eval", {})
     ext, size = float(ecfg.get("grid_extent", 2.5)), int(ecfg.get("grid_size", 120))
-    g = summarize(predict(inp.model, torch.from_numpy(grid_points(ext, size)), inp.device, 4096), inp.meta)
+    g = summarize(predict(inp.model, torch.from_numpy(grid_points(ext, size)), inp.device, 4096, desc="uncertainty map"), inp.meta)
     grids = {k: g.unc[k].numpy().reshape(size, size) for k in ("total", "data", "mutual_information")}
     tmp = inp.out / ".uncertainty_map.tmp.npz"
     np.savez(tmp, extent=ext, **grids)

@@ -51,9 +51,10 @@ from .io_utils import atomic_torch_save, atomic_write_json, atomic_write_text
 from .methods import Method, get_method
 from .models import create_model
 from .teacher import TeacherEnsemble, load_teacher
+from shared.progress import progress, progress_mode
 
 RESUME_OVERRIDABLE = {("train", "progress"), ("train", "num_workers"), ("train", "device"), ("train", "log_every"),
-                      ("train", "dist_timeout_s")}
+                      ("train", "dist_timeout_s"), ("train", "val_every")}
 # temp files of the atomic writes of this module (shared.io: ".NAME.<random>.tmp"), per folder of the run
 OWN_TEMPS = {".": (".config.yaml.*.tmp", ".metrics.json.*.tmp"),
              "checkpoints": (".last.pt.*.tmp", ".last.rng*.pt.*.tmp", ".final.pt.*.tmp")}
@@ -175,6 +176,7 @@ class RunState:
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     saved_step: int | None = None  # step of the newest checkpoint on disk
+    batch_values: dict[str, float] = field(default_factory=dict)  # :func:`batch_scalars` of the last logged step
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> bool:
@@ -192,7 +194,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> bool:
 
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """The saved config of ``run_dir``; only runtime keys (``RESUME_OVERRIDABLE``: progress, workers, device,
-    log_every, dist_timeout_s) may be overridden."""
+    log_every, dist_timeout_s, val_every) may be overridden."""
     cfg = read_run_config(run_dir, "--out")
     for sec, vals in overrides.items():
         for k, v in (vals.items() if isinstance(vals, dict) else [(None, vals)]):
@@ -407,7 +409,17 @@ def prepare_teacher_targets(plan: TrainPlan) -> None:
         from .evaluation import predict
 
         nw = int(plan.cfg["train"]["num_workers"])
-        plan.cached_targets = torch.log_softmax(predict(plan.teacher, plan.transfer, plan.device, 1024, nw), dim=-1)
+        logits = predict(plan.teacher, plan.transfer, plan.device, 1024, nw, desc="teacher targets", progress_mode=run_progress_mode(plan))
+        plan.cached_targets = torch.log_softmax(logits, dim=-1)
+
+
+def run_progress_mode(plan: TrainPlan) -> str:
+    """Progress bars of a run: ``train.progress`` true → on, false → off, null → the command line's ``--progress``
+    (else ``ENDIST_PROGRESS``, else auto: only on a terminal); always off on ranks > 0."""
+    if not plan.info.is_main:
+        return "off"
+    p = plan.cfg["train"].get("progress")
+    return progress_mode() if p is None else ("on" if p else "off")
 
 
 def open_run_dir(plan: TrainPlan) -> Any:
@@ -446,9 +458,40 @@ def step_batches(plan: TrainPlan, start: int) -> Iterator[tuple[torch.Tensor, to
                                             generator=torch.Generator().manual_seed(0), pin_memory=plan.device.type == "cuda"))
 
 
+def logged_step(plan: TrainPlan, done: int) -> bool:
+    """Whether the state after ``done`` optimiser steps is logged (every ``train.log_every`` steps and the last)."""
+    return done % int(plan.cfg["train"]["log_every"]) == 0 or done == plan.total
+
+
+@torch.no_grad()
+def batch_scalars(method: Method, out: torch.Tensor, teacher_log_probs: torch.Tensor | None) -> dict[str, float]:
+    """Tensorboard scalars of one training (micro-)batch, computed on logged steps only:
+
+    * ``alpha0``: mean precision α₀ = Σ_k α_k of a Dirichlet student, α = exp(z) + offset as evaluation reads it
+      ([EnD2] eq. 9, T = 1; :func:`shared.uncertainty.alphas_from_logits`), and ``log_alpha0``, the mean of ln α₀;
+    * ``diversity``: mean functional diversity of a multi-member student's ``[B, M, K]`` outputs on one batch,
+      Div = Σ_{i≠j} KL(p_i‖p_j)/(M(M−1)) ([LatentBE] eq. 6, :func:`endist_vision.perturbations.ensemble_divergence`);
+    * what :meth:`Method.batch_log_values` adds (Proxy-EnD²: ``beta0``, the target precision β̂₀, [Proxy] eq. 17).
+    """
+    from shared.uncertainty import alphas_from_logits
+
+    from .perturbations import ensemble_divergence
+
+    out = out.detach()
+    vals: dict[str, float] = {}
+    if method.output == "dirichlet" and out.dim() == 2:
+        alpha0 = alphas_from_logits(out, offset=method.dirichlet_offset()).sum(-1, dtype=torch.float64)
+        vals.update(alpha0=float(alpha0.mean()), log_alpha0=float(alpha0.log().mean()))
+    if out.dim() == 3 and out.shape[1] >= 2 and method.num_streams == 1:  # members on the same inputs (not `ensemble`)
+        vals["diversity"] = float(ensemble_divergence(out).double().mean())
+    vals.update(method.batch_log_values(out, teacher_log_probs))
+    return vals
+
+
 def train_step(plan: TrainPlan, state: RunState, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
     """One optimiser step (step index ``state.step``) over ``accumulate`` micro-batches; returns the loss.
-    A non-finite loss on any rank raises :class:`NonFiniteLossError` before the update."""
+    A non-finite loss on any rank raises :class:`NonFiniteLossError` before the update. On logged steps
+    (rank 0) ``state.batch_values`` gets :func:`batch_scalars` of the last micro-batch."""
     method, device, A, step = plan.method, plan.device, plan.accumulate, state.step
     x_all, y_all, idx_all = batch
     method.on_step_start(step, state.model, state.opt)
@@ -471,6 +514,8 @@ def train_step(plan: TrainPlan, state: RunState, batch: tuple[torch.Tensor, torc
             loss = method.loss(out, tlp, step, labels=y) / A
             state.scaler.scale(loss).backward()
         terms.append(float(loss.detach()))
+    if plan.info.is_main and logged_step(plan, step + 1):
+        state.batch_values = batch_scalars(method, out, tlp)
     loss_sum = float(sum(terms))
     if not all_finite(loss_sum, plan.info):
         _raise_non_finite(plan, state, terms)
@@ -492,10 +537,12 @@ def _raise_non_finite(plan: TrainPlan, state: RunState, terms: list[float]) -> N
 
 
 def _log(plan: TrainPlan, state: RunState, loss: float, writer: Any, bar: Any) -> None:
-    done, t = state.step, plan.cfg["train"]
-    if plan.info.is_main and (done % int(t["log_every"]) == 0 or done == plan.total):
+    """Every ``train.log_every`` steps (rank 0): a history record and its tensorboard scalars ``train/loss``,
+    ``train/lr``, the method's :meth:`Method.log_values` (e.g. ``distill/temperature``) and :func:`batch_scalars`."""
+    done = state.step
+    if plan.info.is_main and logged_step(plan, done):
         rec = {"step": done, "epoch": (done - 1) // plan.steps_per_epoch, "loss": loss,
-               "lr": float(state.opt.param_groups[0]["lr"]), **plan.method.log_values(done - 1)}
+               "lr": float(state.opt.param_groups[0]["lr"]), **plan.method.log_values(done - 1), **state.batch_values}
         state.history.append(rec)
         for k, v in rec.items():
             if k not in ("step", "epoch"):
@@ -506,16 +553,16 @@ def _log(plan: TrainPlan, state: RunState, loss: float, writer: Any, bar: Any) -
 
 def run_loop(plan: TrainPlan, state: RunState, writer: Any, on_step_end: Sequence[StepHook] = ()) -> None:
     """Steps ``state.step … total−1``; checkpoint every ``train.ckpt_every`` steps and at the end."""
-    from tqdm import tqdm
-
     t = plan.cfg["train"]
     ckpt_every = int(t["ckpt_every"]) or plan.steps_per_epoch
-    bar = tqdm(total=plan.total, initial=state.step, disable=not (plan.info.is_main and t["progress"]),
-               desc=f"{plan.cfg['method']}", dynamic_ncols=True)
+    bar = progress(total=plan.total, initial=state.step, desc=f"{plan.cfg['method']}", unit="step",
+                   mode=run_progress_mode(plan), leave=True)
     state.model.train()
     for batch in step_batches(plan, state.step):
         loss = train_step(plan, state, batch)
         _log(plan, state, loss, writer, bar)
+        if plan.info.is_main and validated_step(plan, state.step):
+            validate_epoch(plan, state, writer)
         if state.step % ckpt_every == 0 or state.step == plan.total:
             save_state(plan, state)
         if on_step_end and writer is not None:
@@ -523,6 +570,30 @@ def run_loop(plan: TrainPlan, state: RunState, writer: Any, on_step_end: Sequenc
         for hook in on_step_end:
             hook(StepEnd(state.step, plan.total, loss, plan.info.rank, plan.run_dir))
     bar.close()
+
+
+VAL_SCALARS = ("accuracy", "nll", "ece")
+
+
+def validated_step(plan: TrainPlan, done: int) -> bool:
+    """Whether :func:`validate_epoch` runs after ``done`` steps: at the end of every ``train.val_every``-th epoch
+    (0: never), except the last step, where :func:`finish_run` logs the final model's."""
+    every = int(plan.cfg["train"].get("val_every", 1)) * plan.steps_per_epoch
+    return every > 0 and done % every == 0 and done < plan.total
+
+
+def validate_epoch(plan: TrainPlan, state: RunState, writer: Any) -> None:
+    """End of an epoch (rank 0): ``val/accuracy``, ``val/nll``, ``val/ece`` (15 bins) of the model being trained
+    (before ``method.post_train``, e.g. the LatentBE merge) on the validation split, at the step. Prediction in
+    eval mode uses no random numbers, so resumed runs stay exact."""
+    from .evaluation import quick_metrics
+
+    meta = _meta(plan.cfg, plan.data, plan.method, state.model)
+    res = quick_metrics(state.model, plan.data.val, meta, plan.device, int(plan.cfg["train"]["num_workers"]),
+                        desc="validation", progress_mode=run_progress_mode(plan))
+    state.model.train()
+    for k in VAL_SCALARS:
+        writer.add_scalar(f"val/{k}", res[k], state.step)
 
 
 def finish_run(plan: TrainPlan, state: RunState, writer: Any, seconds: float) -> dict[str, Any]:
@@ -534,12 +605,14 @@ def finish_run(plan: TrainPlan, state: RunState, writer: Any, seconds: float) ->
 
         meta = _meta(plan.cfg, plan.data, plan.method, final)
         atomic_torch_save(plan.run_dir / "checkpoints" / "final.pt", {"format": FORMAT, "model": final.state_dict(), "meta": meta})
-        nw, dev = int(plan.cfg["train"]["num_workers"]), plan.device
+        nw, dev, mode = int(plan.cfg["train"]["num_workers"]), plan.device, run_progress_mode(plan)
         result = {"method": plan.cfg["method"], "total_steps": plan.total, "steps_per_epoch": plan.steps_per_epoch,
                   "train_seconds_this_session": seconds, "history": state.history,
-                  "val": quick_metrics(final, plan.data.val, meta, dev, nw), "test": quick_metrics(final, plan.data.test, meta, dev, nw)}
+                  "val": quick_metrics(final, plan.data.val, meta, dev, nw, desc="validation", progress_mode=mode),
+                  "test": quick_metrics(final, plan.data.test, meta, dev, nw, desc="test", progress_mode=mode)}
         atomic_write_json(plan.run_dir / "metrics.json", result)
-        writer.add_scalar("val/accuracy", result["val"]["accuracy"], plan.total)
+        for k in VAL_SCALARS:  # the final model's (after method.post_train), at the last step
+            writer.add_scalar(f"val/{k}", result["val"][k], plan.total)
         writer.close()
     barrier(plan.info)
     return result

@@ -137,6 +137,11 @@ class Method:
         """Scalars for tensorboard at ``step`` (e.g. the distillation temperature)."""
         return {}
 
+    def batch_log_values(self, student_out: torch.Tensor, teacher_log_probs: torch.Tensor | None) -> dict[str, float]:
+        """Scalars of one training batch for tensorboard beyond the trainer's own (α₀, members' diversity:
+        :func:`endist_vision.trainer.batch_scalars`); called without gradients, on logged steps only."""
+        return {}
+
     def dirichlet_offset(self) -> float:
         """Offset in α = exp(z) + offset for ``output == "dirichlet"`` students."""
         return 0.0

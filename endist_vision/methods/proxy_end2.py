@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.dirichlet import proxy_target
 from shared.losses import proxy_dirichlet_loss
 
 from . import Method, register_method
@@ -55,3 +56,11 @@ class ProxyEnD2(Method):
 
     def dirichlet_offset(self) -> float:
         return self.config.model_offset
+
+    def batch_log_values(self, student_out, teacher_log_probs):  # type: ignore[override]
+        """``beta0``: mean precision β̂₀ of the batch's Proxy-Dirichlet targets ([Proxy] eq. 17), the estimate the loss uses."""
+        if teacher_log_probs is None:
+            return {}
+        c = self.config
+        target = proxy_target(teacher_log_probs, estimator=c.estimator, offset=c.target_offset, temperature=c.temperature)
+        return {"beta0": float(target.precision.double().mean())}
