@@ -90,7 +90,7 @@ def data_fingerprint(ds: Any, image_size: int | None) -> dict[str, Any]:
 
 
 def cache_key(teachers: list[dict[str, Any]], teacher_members: int | None, data: dict[str, Any], num_classes: int,
-              topk: int, record_format: str) -> dict[str, Any]:
+              topk: int, record_format: Any) -> dict[str, Any]:
     """What a cache must have been built from to be reused (stored as ``manifest["key"]``)."""
     return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "record": record_format, "teachers": teachers,
             "teacher_members": teacher_members, "data": data, "num_classes": int(num_classes), "topk": int(topk)}
@@ -111,8 +111,9 @@ def key_difference(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str
             what = "weights sha256" if a[i].get("sha256") != b[i].get("sha256") else "model/kwargs"
             return f"other teachers (distill.teacher[{i}] {what} differs: cache {str(a[i].get('sha256'))[:12]}, now {str(b[i].get('sha256'))[:12]})"
         if name == "data" and isinstance(a, dict):
-            sub = next(s for s in b if a.get(s) != b[s])
-            return f"other data (data {sub}: cache {str(a.get(sub))[:16]}, now {str(b[sub])[:16]})"
+            subs = [s for s in b if a.get(s) != b[s]]
+            return (f"other data (data {', '.join(subs)} differ; {subs[0]}: cache {str(a.get(subs[0]))[:16]}, "
+                    f"now {str(b[subs[0]])[:16]})")
         return f"other {name} (cache {str(a)[:40]}, now {str(b)[:40]})"
     return "other content"
 

@@ -66,7 +66,7 @@ def test_stale_or_corrupt_cache_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"stale teacher cache, built for other teachers \(distill.teacher\[0\] weights sha256"):
         store.TeacherCache.open(path, other_teacher)
     other_data = _key(data={"name": "d", "size": 10, "image_size": None, "index_hash": "e" * 64})
-    with pytest.raises(ConfigError, match="built for other data \\(data index_hash") as e:
+    with pytest.raises(ConfigError, match="built for other data \\(data index_hash differ") as e:
         store.TeacherCache.open(path, other_data)
     assert "\n" not in str(e.value) and str(path) in str(e.value)
     with pytest.raises(ConfigError, match="built for other topk"):
