@@ -4,6 +4,7 @@ digits EnD² student trains and evaluates from a top-3 cache."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -132,3 +133,18 @@ def _manifest_key(run: Path) -> dict:
     import json
 
     return json.loads((run / "teacher_cache" / "manifest.json").read_text())["key"]
+
+
+def test_config_keys_and_proxy_imagenet_recipes_default_to_the_cache() -> None:
+    from endist_vision.errors import ConfigError
+
+    for m in ("end", "proxy_end2"):  # [Proxy] ImageNet: the cache by default, the teachers per batch one flag away
+        cfg = build_config(f"proxy/imagenet/resnet50/{m}", [])
+        assert (cfg["distill"]["teacher_mode"], cfg["distill"]["topk"]) == ("topk_cache", 64)
+        assert build_config(f"proxy/imagenet/resnet50/{m}", ["distill.teacher_mode=online"])["distill"]["teacher_mode"] == "online"
+    with pytest.raises(ConfigError, match=re.escape("distill.teacher_mode must be cached|online|topk_cache, got 'topk'")):
+        build_config("spirals/end", ["distill.teacher_mode=topk"])
+    with pytest.raises(ConfigError, match="distill.topk must be >= 1, got 0"):
+        build_config("spirals/end", ["distill.topk=0"])
+    with pytest.raises(ConfigError, match="distill.topk must be an integer"):
+        build_config("spirals/end", ["distill.topk=2.5"])
