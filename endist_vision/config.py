@@ -62,7 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "distill": {
         "teacher": None,         # run dir or list of run dirs
         "teacher_members": None, # keep the first N teacher members
-        "teacher_mode": "cached",  # cached ([EnD2] App. A) | online
+        "teacher_mode": "cached",  # cached ([EnD2] App. A) | online | topk_cache (compact records on disk)
+        "topk": 64,              # topk_cache: classes kept per image (top-k of the ensemble mean; >= K keeps all)
+        "teacher_cache": None,   # topk_cache: cache directory (null: RUN/teacher_cache); reused when it matches
     },
     "method_args": {},
     "eval": {"batch_size": 512, "grid_size": 120, "grid_extent": 2.5,
@@ -153,7 +155,8 @@ def build_config(recipe: str | None, overrides: list[str]) -> dict[str, Any]:
 NULLABLE_KINDS: dict[str, str] = {
     "data.root": "str", "data.num_classes": "int", "data.image_size": "int", "data.aux": "spec",
     "data.shift_max_per_set": "int", "train.max_steps": "int", "train.warmup_steps": "int", "distill.teacher": "paths",
-    "distill.teacher_members": "int", "eval.num_workers": "int", "train.progress": "bool",
+    "distill.teacher_members": "int", "distill.teacher_cache": "str", "eval.num_workers": "int",
+    "train.progress": "bool",
 }
 KIND_TEXT = {"int": "an integer", "float": "a number (float)", "str": "a string", "bool": "true or false", "list": "a list",
              "dict": "a mapping", "spec": "a data set name or {name, root}", "paths": "a run directory, a teacher YAML file, a {model, kwargs, weights} entry or a list of them"}
@@ -244,7 +247,9 @@ def validate(cfg: dict[str, Any]) -> None:
         (0 < wf <= 1, f"train.warmup_start_factor must be in (0, 1], got {wf}"),
         (t["schedule"] != "onecycle" or not (we or ws),
          "train.warmup_epochs/warmup_steps: schedule=onecycle has its own warm-up (pct_start); use train.schedule=cosine|constant"),
-        (cfg["distill"]["teacher_mode"] in ("cached", "online"), "distill.teacher_mode must be cached|online"),
+        (cfg["distill"]["teacher_mode"] in ("cached", "online", "topk_cache"),
+         f"distill.teacher_mode must be cached|online|topk_cache, got {cfg['distill']['teacher_mode']!r}"),
+        (cfg["distill"].get("topk", 64) >= 1, f"distill.topk must be >= 1, got {cfg['distill'].get('topk')}"),
         (cfg["data"].get("val_split", "random") in ("auto", "random", "last", "last_per_class"),
          f"data.val_split must be auto|random|last|last_per_class, got {cfg['data'].get('val_split')!r}"),
     ]

@@ -2,8 +2,9 @@
 concatenated along the member axis, giving logits ``[B, M, K]``; optionally the first N members only.
 
 Teacher predictions are either *cached* once on the unaugmented transfer inputs ([EnD2] App. A: the
-student sees augmented inputs, the targets come from the clean ones) or computed *online* on the
-student's batch."""
+student sees augmented inputs, the targets come from the clean ones), computed *online* on the
+student's batch, or compressed once into the memory-mapped on-disk cache of ``topk_cache``
+(:mod:`endist_vision.topk_cache`), after which the teachers are released."""
 
 from __future__ import annotations
 

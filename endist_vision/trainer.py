@@ -150,6 +150,8 @@ class TrainPlan:
     checkpoint: dict[str, Any] | None = None  # last.pt of a resumed run (None: start at step 0)
     cached_targets: torch.Tensor | None = None  # [N, M, K] teacher log-probs ([EnD2] App. A)
     online_teacher: bool = False
+    cache_plan: Any = None  # topk_cache: endist_vision.topk_cache.CachePlan (path, key, manifest once built)
+    teacher_cache: Any = None  # topk_cache: the memory-mapped endist_vision.teacher_cache_store.TeacherCache
 
     @property
     def device(self) -> torch.device:
@@ -237,8 +239,17 @@ def plan_run(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -
     method_config = method_cls.parse_config(cfg)  # method_args errors come before the teacher is loaded
     # a method may add epochs of its own (Hydra's phase-1 budget, method_args.phase1_epochs)
     total = int(t["max_steps"]) if t.get("max_steps") else (int(t["epochs"]) + method_cls.extra_epochs(method_config)) * spe
-    teacher = load_teacher(cfg["distill"], data.num_classes, data.name, data).to(info.device) if method_cls.needs_teacher else None
-    method = method_cls(cfg, data.num_classes, total, teacher_members=None if teacher is None else teacher.num_members)
+    cache_plan = None
+    if method_cls.needs_teacher and cfg["distill"]["teacher_mode"] == "topk_cache":
+        from .topk_cache import check_supported, plan_cache, temperature_grid
+
+        check_supported(method_cls, method_config)
+        cache_plan = plan_cache(cfg["distill"], data, transfer, run_dir,  # a stale cache is refused here
+                                temperature_grid(method_cls, method_config))
+    load = method_cls.needs_teacher and (cache_plan is None or cache_plan.manifest is None)  # a reused cache: no teacher
+    teacher = load_teacher(cfg["distill"], data.num_classes, data.name, data).to(info.device) if load else None
+    members = teacher.num_members if teacher is not None else (cache_plan.manifest["members"] if cache_plan else None)
+    method = method_cls(cfg, data.num_classes, total, teacher_members=members)
     has_ckpt = check_run_dir(run_dir, resume)
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt") if resume and has_ckpt else None
     if resume and checkpoint is None and info.is_main:
@@ -246,7 +257,8 @@ def plan_run(cfg: dict[str, Any], run_dir: Path, resume: bool, info: DistInfo) -
     if t["amp"] != "none" and info.device.type != "cuda" and info.is_main:
         print(f"note: train.amp={t['amp']} ignored on {info.device.type} (AMP is CUDA-only)", file=sys.stderr)
     barrier(info)
-    return TrainPlan(cfg, run_dir, info, data, transfer, method, teacher, _make_model_fn(cfg, data), G, A, spe, total, resume, checkpoint)
+    return TrainPlan(cfg, run_dir, info, data, transfer, method, teacher, _make_model_fn(cfg, data), G, A, spe, total, resume,
+                     checkpoint, cache_plan=cache_plan)
 
 
 def _make_model_fn(cfg: dict[str, Any], data: DataBundle):
@@ -401,7 +413,18 @@ def save_state(plan: TrainPlan, state: RunState) -> None:
 
 
 def prepare_teacher_targets(plan: TrainPlan) -> None:
-    """Cached teacher log-probs on the unaugmented transfer inputs ([EnD2] App. A), or online mode."""
+    """Cached teacher log-probs on the unaugmented transfer inputs ([EnD2] App. A), online mode, or the
+    memory-mapped top-k cache (built here when it does not exist yet; the teachers are released after)."""
+    if plan.cache_plan is not None:
+        from .topk_cache import build_cache, open_cache
+
+        built = plan.cache_plan.manifest is None
+        if built:
+            nw = int(plan.cfg["train"]["num_workers"])
+            build_cache(plan.cache_plan, plan.teacher, plan.transfer, plan.device, plan.info, 1024, nw)
+        plan.teacher_cache = open_cache(plan.cache_plan, built, plan.info)
+        plan.teacher = None
+        return
     if plan.teacher is None:
         return
     plan.online_teacher = plan.cfg["distill"]["teacher_mode"] == "online" or plan.method.needs_online_teacher
@@ -504,6 +527,10 @@ def train_step(plan: TrainPlan, state: RunState, batch: tuple[torch.Tensor, torc
         if method.num_streams == 1:
             x, y, idx = x[0], y[0], idx[0]
         tlp = plan.cached_targets[idx].to(device) if plan.cached_targets is not None else None
+        if plan.teacher_cache is not None:
+            from .topk_cache import batch_record
+
+            tlp = batch_record(plan.teacher_cache, idx, device)  # compact record, read from the memory map
         x = method.perturb(x, student=state.model, teacher=plan.teacher, step=step)
         if plan.online_teacher:
             tlp = torch.log_softmax(plan.teacher(x).float(), dim=-1)

@@ -31,6 +31,8 @@ class Method:
             ``teacher_log_probs [B, M, K]`` (log-softmax at T = 1) to :meth:`loss`.
         needs_online_teacher: force teacher predictions on the student's (augmented/perturbed)
             batch instead of the cached ones (perturbation methods must set this).
+        uses_topk_cache: :meth:`loss` also accepts the compact record of ``distill.teacher_mode=topk_cache``
+            (:mod:`shared.teacher_cache`) in place of ``teacher_log_probs``; other methods refuse that mode.
         output: how a ``[B, K]`` output is read by evaluation: ``"categorical"`` (softmax) or
             ``"dirichlet"`` (α = exp(z) + :meth:`dirichlet_offset`). ``[B, M, K]`` outputs are
             always read as an ensemble of categoricals.
@@ -43,6 +45,7 @@ class Method:
     name: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = False
     needs_online_teacher: ClassVar[bool] = False
+    uses_topk_cache: ClassVar[bool] = False
     output: ClassVar[str] = "categorical"
     config_class: ClassVar[type] = NoArgs
 
@@ -60,6 +63,12 @@ class Method:
     def parse_config(cls, cfg: Mapping[str, Any]) -> Any:
         """The validated :attr:`config_class` instance of ``cfg["method_args"]`` (ConfigError naming the key)."""
         return parse_method_args(cls.config_class, cfg.get("method_args"), cls.name)
+
+    @classmethod
+    def cache_temperatures(cls, config: Any) -> tuple[float, ...]:
+        """Temperatures the loss takes teacher targets at (``topk_cache`` adds them to the cache's temperature grid,
+        where the rebuilt targets are exact); only for :attr:`uses_topk_cache` methods."""
+        return ()
 
     @classmethod
     def extra_epochs(cls, config: Any) -> int:

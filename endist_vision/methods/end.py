@@ -27,11 +27,21 @@ class EnDConfig:
 @register_method("end")
 class EnD(Method):
     needs_teacher = True
+    uses_topk_cache = True  # the loss reads a distill.teacher_mode=topk_cache record too
     config_class = EnDConfig
     config: EnDConfig
 
+    @classmethod
+    def cache_temperatures(cls, config):  # type: ignore[override]
+        return (config.temperature,)
+
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
-        kd = ensemble_kd_loss(student_out, teacher_log_probs, temperature=self.config.temperature)
+        if isinstance(teacher_log_probs, tuple):  # distill.teacher_mode=topk_cache: (record, layout)
+            from shared.teacher_cache import cached_kd_loss
+
+            kd = cached_kd_loss(student_out, *teacher_log_probs, temperature=self.config.temperature)
+        else:
+            kd = ensemble_kd_loss(student_out, teacher_log_probs, temperature=self.config.temperature)
         return mix_ce(kd, self.config.ce_weight, student_out, labels)
 
     def log_values(self, step):  # type: ignore[override]

@@ -34,6 +34,7 @@ class EnD2Config:
 @register_method("end2")
 class EnD2(Method):
     needs_teacher = True
+    uses_topk_cache = True  # the loss reads a distill.teacher_mode=topk_cache record too
     output = "dirichlet"
     config_class = EnD2Config
     config: EnD2Config
@@ -48,11 +49,20 @@ class EnD2(Method):
             decay_steps=int(round(c.decay_frac * total_steps)),
         )
 
+    @classmethod
+    def cache_temperatures(cls, config):  # type: ignore[override]
+        return (config.initial_temperature, 1.0)  # the annealing's end points (in between: interpolated)
+
     def temperature(self, step: int) -> float:
         return float(self.schedule(step))
 
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
-        nll = dirichlet_nll_loss(
+        loss_fn = dirichlet_nll_loss
+        if isinstance(teacher_log_probs, tuple):  # distill.teacher_mode=topk_cache: (record, layout)
+            from shared.teacher_cache import cached_dirichlet_nll_loss
+
+            loss_fn = lambda z, t, **kw: cached_dirichlet_nll_loss(z, *t, **kw)  # noqa: E731
+        nll = loss_fn(
             student_out,
             teacher_log_probs,
             temperature=self.temperature(step),

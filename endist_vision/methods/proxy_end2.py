@@ -36,13 +36,23 @@ class ProxyEnD2Config:
 @register_method("proxy_end2")
 class ProxyEnD2(Method):
     needs_teacher = True
+    uses_topk_cache = True  # the loss reads a distill.teacher_mode=topk_cache record too
     output = "dirichlet"
     config_class = ProxyEnD2Config
     config: ProxyEnD2Config
 
+    @classmethod
+    def cache_temperatures(cls, config):  # type: ignore[override]
+        return (config.temperature,)
+
     def loss(self, student_out, teacher_log_probs, step, *, labels=None):  # type: ignore[override]
         c = self.config
-        kl = proxy_dirichlet_loss(
+        loss_fn = proxy_dirichlet_loss
+        if isinstance(teacher_log_probs, tuple):  # distill.teacher_mode=topk_cache: (record, layout)
+            from shared.teacher_cache import cached_proxy_dirichlet_loss
+
+            loss_fn = lambda z, t, **kw: cached_proxy_dirichlet_loss(z, *t, **kw)  # noqa: E731
+        kl = loss_fn(
             student_out,
             teacher_log_probs,
             direction=c.direction,
