@@ -95,6 +95,8 @@ def plan_cache(distill: dict[str, Any], data: Any, transfer: Any, run_dir: Path,
 def build_cache(plan: CachePlan, teacher: torch.nn.Module, transfer: Any, device: torch.device, info: DistInfo,
                 batch_size: int = 512, num_workers: int = 0) -> None:
     """Run ``teacher`` once over the un-augmented ``transfer`` set and write the cache (rank r: shard r)."""
+    from shared.progress import progress
+
     from .data.batches import iterate_batches
 
     n, world, rank = len(transfer), info.world_size, info.rank
@@ -107,7 +109,9 @@ def build_cache(plan: CachePlan, teacher: torch.nn.Module, transfer: Any, device
 
     def records():
         with torch.no_grad():
-            for x, _ in iterate_batches(part, batch_size, num_workers, pin_memory=pin):
+            batches = iterate_batches(part, batch_size, num_workers, pin_memory=pin)
+            total = -(-len(part) // batch_size)
+            for x, _ in progress(batches, desc=f"teacher cache (rank {rank})", total=total, unit="batch"):
                 lp = torch.log_softmax(teacher(x.to(device, non_blocking=True)).float(), dim=-1)
                 rec = build_record(lp, plan.layout.topk, plan.layout.temperatures, value_dtype=torch.float32)
                 yield {name: v.cpu().numpy() for name, v in rec._asdict().items()}

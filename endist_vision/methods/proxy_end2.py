@@ -72,5 +72,11 @@ class ProxyEnD2(Method):
         if teacher_log_probs is None:
             return {}
         c = self.config
+        if isinstance(teacher_log_probs, tuple):  # distill.teacher_mode=topk_cache: β̂₀ from the (record, layout)
+            from shared.teacher_cache import targets_at
+
+            cached = targets_at(*teacher_log_probs, temperature=c.temperature)
+            precision = cached.precision_mkl if c.estimator == "mkl" else cached.precision_epkl
+            return {"beta0": float(precision.double().mean())}
         target = proxy_target(teacher_log_probs, estimator=c.estimator, offset=c.target_offset, temperature=c.temperature)
         return {"beta0": float(target.precision.double().mean())}
