@@ -392,7 +392,8 @@ def proxy_dirichlet_loss(
 
 class _WithGradient(torch.autograd.Function):
     """Attaches a gradient computed together with the value (by a compiled pass) to ``z``:
-    backward returns ``grad · grad_out`` (first order only)."""
+    backward returns ``grad · grad_out``, scaled in place (no second [N, K] buffer), so the graph can be
+    differentiated once: first order only, and a second backward through it (``retain_graph=True``) raises."""
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, value: torch.Tensor, grad: Optional[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
@@ -402,7 +403,11 @@ class _WithGradient(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        return ctx.grad * grad_out.unsqueeze(-1), None, None
+        grad, ctx.grad = ctx.grad, None
+        if grad is None:
+            raise RuntimeError("proxy_dirichlet_loss (compiled CPU path): the gradient was already used by an earlier "
+                               "backward; recompute the loss, or set ENDIST_COMPILED_LOSS=0 to backward through it twice")
+        return grad.mul_(grad_out.unsqueeze(-1)), None, None
 
 
 def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,

@@ -123,3 +123,15 @@ def test_compile_failure_falls_back_to_the_eager_path_once(compiled, monkeypatch
     assert C._failed and not C.use_compiled(z)
     assert "no C++ compiler" in caplog.text
     torch.testing.assert_close(fallback, eager, rtol=0, atol=0)
+
+
+def test_compiled_gradient_is_scaled_in_place_once(compiled):
+    z, lp = _inputs(3)
+    zz = z.clone().requires_grad_()
+    value = losses.proxy_dirichlet_loss(zz, lp, reduction="mean")
+    (g1,) = torch.autograd.grad(value * 3.0, zz, retain_graph=True)
+    with pytest.raises(RuntimeError, match="already used by an earlier backward"):
+        torch.autograd.grad(value, zz)
+    zd = z.double().requires_grad_()
+    (ref,) = torch.autograd.grad(3.0 * _float64_proxy_loss(zd, lp, 1.0, "reverse", 1.0).mean(), zd)
+    torch.testing.assert_close(g1.double(), ref, rtol=2e-2, atol=1e-5)
