@@ -19,15 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from endist_vision.cli import main as cli  # noqa: E402
+from vision_cli import run  # noqa: E402
 
-
-def run(argv: list) -> None:
-    rc = cli([str(a) for a in argv])
-    if rc != 0:
-        raise SystemExit(f"endist-vision {' '.join(map(str, argv))} failed with exit code {rc}")
 
 
 def main() -> None:
