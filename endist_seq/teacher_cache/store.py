@@ -85,9 +85,10 @@ def chunk_path(subset_dir: Path, chunk: int) -> Path:
 
 
 def load_chunk(path: Path) -> Optional[Dict[str, torch.Tensor]]:
-    """A finished chunk's tensors (weights-only), or None when unreadable (redo it)."""
+    """A finished chunk's tensors (weights-only, memory-mapped: only what is used is read), or None when
+    unreadable (a truncated file has no zip directory: redo it)."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - a truncated/corrupt chunk is redone
         return None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), torch.Tensor) for k in (*ARRAYS, "lengths")):

