@@ -5,6 +5,13 @@ losses of :mod:`shared.losses` need far less than the members' full ``[M, V]`` l
 this module compresses them, once, into a :class:`TeacherCacheRecord` per position and rebuilds the
 losses' inputs from it at any temperature T of a fixed grid (and, approximately, between grid points).
 
+API: :func:`build_record` (members' log-probs ``[..., M, V]`` → :class:`TeacherCacheRecord`), a
+:class:`CacheLayout` (V, k, grid temperatures, γ: what a cache's manifest stores once), :func:`targets_at`
+(the rebuilt targets at T), and the cached losses :func:`cached_kd_loss` (EnD),
+:func:`cached_dirichlet_nll_loss` (EnD²), :func:`cached_proxy_dirichlet_loss` with :func:`cached_proxy_target`
+(Proxy), each taking ``(student_logits [..., V], record, layout, ...)`` with the options of its
+:mod:`shared.losses` counterpart; :func:`bytes_per_position` for sizing.
+
 Record (per position; ``k`` = ``topk`` classes, ``G`` = grid temperatures, M-independent size)
 ------------------------------------------------------------------------------------------------
 ``index`` ``[k]`` int32
