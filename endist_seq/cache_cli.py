@@ -4,7 +4,7 @@ Usage::
 
     endist-seq-cache DATA_BIN --ensemble-paths t1.pt,t2.pt --topk 64 --out CACHE_DIR \\
         [--subset train,valid] [--temperatures 1,1.25,1.5,2,3,4,6,10] [--value-dtype fp32|fp16] \\
-        [--central-smoothing 1e-4] [--chunk-sentences 512] [--batch-size 64 | --max-tokens 4096] [--cpu] \\
+        [--central-smoothing 1e-4] [--chunk-sentences 512] [--batch-size 64 | --max-tokens 4096] [--cpu | --fp16] \\
         [--distributed-world-size W --distributed-rank R [--distributed-init-method tcp://HOST:PORT]] \\
         [other fairseq dataset/task flags: --source-lang, --target-lang, --dataset-impl, ...]
 
@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 PROG = "endist-seq-cache"
 
@@ -68,7 +68,7 @@ def run(argv: Sequence[str]) -> int:
     from fairseq import tasks, utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from endist_seq.teacher_cache.build import build_subset, sha256_file
+    from endist_seq.teacher_cache.store import sha256_file
     from endist_seq.teachers import TeacherEnsemble, split_paths
     from shared.teacher_cache import CacheLayout, bytes_per_position, check_layout
 
@@ -104,15 +104,36 @@ def run(argv: Sequence[str]) -> int:
         if tdist.get_world_size() != world or tdist.get_rank() != rank:
             raise _CliError(f"torch.distributed reports rank {tdist.get_rank()} of {tdist.get_world_size()}, "
                             f"expected {rank} of {world}")
+        print(f"{PROG}: torch.distributed {tdist.get_backend()}: rank {tdist.get_rank()} of world size "
+              f"{tdist.get_world_size()}", file=sys.stderr)
         barrier = tdist.barrier
-    teachers = TeacherEnsemble.load(paths, task).to(device)
-    hashes = [sha256_file(p) for p in paths]
-    batch_size = int(cfg.dataset.batch_size or 64)
-    max_tokens = int(cfg.dataset.max_tokens) if cfg.dataset.max_tokens else None
-    out = Path(args.out)
-    print(f"{PROG}: {len(paths)} teachers, V = {vocab}, k = {layout.topk}, {len(layout.temperatures)} temperatures, "
-          f"{bytes_per_position(layout.topk, len(layout.temperatures), torch.float16 if args.value_dtype == 'fp16' else torch.float32)}"
-          f" bytes per token; rank {rank} of {world} on {device}", file=sys.stderr)
+    try:
+        half = torch.float16 if cfg.common.fp16 else torch.bfloat16 if cfg.common.bf16 else None  # --fp16 / --bf16
+        teachers = TeacherEnsemble.load(paths, task, dtype=half if use_cuda else None).to(device)
+        hashes = [sha256_file(p) for p in paths]
+        batch_size = int(cfg.dataset.batch_size or 64)
+        max_tokens = int(cfg.dataset.max_tokens) if cfg.dataset.max_tokens else None
+        out = Path(args.out)
+        size = bytes_per_position(layout.topk, len(layout.temperatures),
+                                  torch.float16 if args.value_dtype == "fp16" else torch.float32)
+        print(f"{PROG}: {len(paths)} teachers, V = {vocab}, k = {layout.topk}, {len(layout.temperatures)} temperatures, "
+              f"{size} bytes per token; rank {rank} of {world} on {device}", file=sys.stderr)
+        _build_all(task, subsets, teachers, paths, hashes, out, layout, args, batch_size, max_tokens, device, rank, world,
+                   barrier)
+    finally:
+        if barrier is not None:
+            import torch.distributed as tdist
+
+            tdist.destroy_process_group()
+    return 0
+
+
+def _build_all(task, subsets, teachers, paths, hashes, out, layout, args, batch_size, max_tokens, device, rank, world,
+               barrier) -> None:
+    import time
+
+    from endist_seq.teacher_cache.build import build_subset
+
     for subset in subsets:
         task.load_dataset(subset, combine=False, epoch=1)
         start = time.perf_counter()
@@ -121,11 +142,6 @@ def run(argv: Sequence[str]) -> int:
         if manifest is not None:
             print(f"{PROG}: {subset}: {manifest['num_sentences']} sentences, {manifest['num_tokens']} tokens -> "
                   f"{out / subset} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
-    if barrier is not None:
-        import torch.distributed as tdist
-
-        tdist.destroy_process_group()
-    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -162,11 +162,6 @@ def bytes_per_position(topk: int, num_temperatures: int, value_dtype: torch.dtyp
     return 4 * topk + 2 * (topk + 1) * torch.empty((), dtype=value_dtype).element_size() + 4 * NUM_GRID_COLUMNS * num_temperatures
 
 
-def _safe_log_dot(weights: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-    """Σ_j w_j ln p_j over the last dim with 0 · (−inf) = 0 (closed-form s-derivatives)."""
-    return torch.where(weights > 0, weights * log_p, torch.zeros((), dtype=log_p.dtype, device=log_p.device)).sum(-1)
-
-
 @torch.no_grad()
 def build_record(
     log_probs: torch.Tensor,
@@ -211,18 +206,28 @@ def build_record(
         lp_rest = torch.where(rest.unsqueeze(-2), lp, neg_inf)  # [r, M, V]
         log_mean[s0 : s0 + rows, k] = torch.logsumexp(torch.where(rest, lm, neg_inf), dim=-1)
         mean_log[s0 : s0 + rows, k] = torch.logsumexp(lp_rest, dim=-1).mean(-1)
+        # T-independent pieces: finite log-probs for the products (π = 0 exactly where ln p = −inf), the rest mask
+        lp_fin = torch.where(lp > -math.inf, lp, zero)
+        tail = rest.unsqueeze(-2)  # [r, 1, V]
+        if layout.has_rest:
+            tail_f = tail.to(dtype)
+            tail_lp = torch.where(tail, lp, zero).sum(-1)  # Σ_rest ln p_m (−inf if a rest class is impossible)
+            tail_lp_fin = (lp_fin * tail_f).sum(-1)
+            tail_fin = ((lp > -math.inf) & tail).sum(-1).to(dtype)
         for g, t in enumerate(layout.temperatures):
             s = 1.0 / t
             x = lp * s
             l_all = torch.logsumexp(x, dim=-1)  # [r, M]
-            d_all = _safe_log_dot(torch.softmax(x, dim=-1), lp)
+            log_pi = x - l_all.unsqueeze(-1)  # ln π_m(s)
+            pi = log_pi.exp()
+            d_all = (pi * lp_fin).sum(-1)  # E_π[ln p] = dL/ds
             out = grid[s0 : s0 + rows, g]
             out[:, _C] = l_all.mean(-1)
             out[:, _DC] = d_all.mean(-1)
             if layout.has_rest:
-                x_rest = torch.where(rest.unsqueeze(-2), x, neg_inf)
+                x_rest = torch.where(tail, x, neg_inf)
                 l_rest = torch.logsumexp(x_rest, dim=-1)  # [r, M], −inf when no rest class has mass
-                d_rest = _safe_log_dot(torch.softmax(x_rest, dim=-1).nan_to_num_(0.0), lp)
+                d_rest = (torch.exp(x_rest - l_rest.unsqueeze(-1)).nan_to_num_(0.0) * lp_fin).sum(-1)
                 out[:, _RM] = l_rest.mean(-1)
                 out[:, _DRM] = d_rest.mean(-1)
                 log_share = l_rest - l_all  # ln Σ_rest π_m(s)
@@ -230,24 +235,22 @@ def build_record(
                 w = torch.softmax(log_share, dim=-1).nan_to_num_(0.0)
                 out[:, _DLNR] = (w * (d_rest - d_all)).sum(-1)
                 # tail classes' mean of the members' mean log, unsmoothed (TU) and smoothed with γ (TS), and d/ds
-                tail = rest.unsqueeze(-2)
-                log_pi = x - l_all.unsqueeze(-1)  # ln π_m(s)
-                dlog_pi = lp - d_all.unsqueeze(-1)
-                out[:, _TU] = torch.where(tail, log_pi, zero).sum((-1, -2)) / (m * n_tail)
-                out[:, _DTU] = torch.where(tail & (lp > -math.inf), dlog_pi, zero).sum((-1, -2)) / (m * n_tail)
+                out[:, _TU] = (s * tail_lp - n_tail * l_all).sum(-1) / (m * n_tail)
+                out[:, _DTU] = (tail_lp_fin - tail_fin * d_all).sum(-1) / (m * n_tail)
                 if gamma > 0.0:
-                    sm = torch.logaddexp(log_pi + math.log1p(-gamma), torch.full((), math.log(gamma / v), dtype=dtype, device=dev))
-                    wt = torch.exp(log_pi + math.log1p(-gamma) - sm)  # share of (1 − γ)π in the smoothed probability
-                    dsm = torch.where(tail & (wt > 0), wt * dlog_pi, zero)
-                    out[:, _TS] = torch.where(tail, sm, zero).sum((-1, -2)) / (m * n_tail)
-                    out[:, _DTS] = dsm.sum((-1, -2)) / (m * n_tail)
+                    u = pi.mul((1.0 - gamma)).add_(gamma / v)  # smoothed probability (π underflows only far below γ/V)
+                    out[:, _TS] = (u.log() * tail_f).sum((-1, -2)) / (m * n_tail)
+                    wt = u.reciprocal_().mul_(-gamma / v).add_(1.0).mul_(tail_f)  # share of (1 − γ)π in it, on the tail
+                    out[:, _DTS] = ((wt * lp_fin).sum(-1) - wt.sum(-1) * d_all).sum(-1) / (m * n_tail)
+                    del u, wt
                 else:
                     out[:, _TS], out[:, _DTS] = out[:, _TU], out[:, _DTU]
             else:
                 out[:, _RM : _DLNR + 1] = 0.0  # no rest class (k = V): unused
                 out[:, _TU:] = 0.0
-            for col, estimator in ((_B_MKL, "mkl"), (_B_EPKL, "epkl")):
-                prec = proxy_target(lp, estimator=estimator, offset=0.0, temperature=t).precision
+            del pi
+            for col, estimator in ((_B_MKL, "mkl"), (_B_EPKL, "epkl")):  # on the tempered members: no second log_softmax
+                prec = proxy_target(log_pi, estimator=estimator, offset=0.0).precision
                 out[:, col] = prec.clamp_min(torch.finfo(dtype).tiny).log()
     floor = torch.full((), LOG_FLOOR, dtype=dtype, device=dev)
     log_mean = torch.maximum(log_mean.nan_to_num(nan=LOG_FLOOR), floor)

@@ -23,11 +23,9 @@ import logging
 import math
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
 from endist_seq.teacher_cache.store import (
@@ -39,10 +37,9 @@ from endist_seq.teacher_cache.store import (
     dataset_fingerprint,
     join_chunks,
     load_chunk,
-    sha256_file,
     sha256_symbols,
 )
-from shared.teacher_cache import RECORD_VERSION, build_record, check_layout, CacheLayout
+from shared.teacher_cache import RECORD_VERSION, CacheLayout, build_record
 
 logger = logging.getLogger("endist_seq.teacher_cache")
 

@@ -96,18 +96,6 @@ def load_chunk(path: Path) -> Optional[Dict[str, torch.Tensor]]:
     return data
 
 
-def remove_stale_temps(subset_dir: Path) -> int:
-    """Delete the temp files a killed build left in ``chunks/`` (its partial chunks); returns how many."""
-    n = 0
-    chunks = subset_dir / "chunks"
-    if chunks.is_dir():
-        for p in chunks.iterdir():
-            if p.name.startswith(".") and p.name.endswith(".tmp"):
-                p.unlink(missing_ok=True)
-                n += 1
-    return n
-
-
 def join_chunks(subset_dir: Path, num_chunks: int, manifest: Dict[str, Any]) -> Dict[str, Any]:
     """Concatenate the chunks into the memory-mappable arrays, then write ``manifest.json`` (last)."""
     import shutil

@@ -24,7 +24,6 @@ and forward KL (``proxy_dirichlet_loss``, normalised). The student logits are a 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path

@@ -9,7 +9,6 @@ caches are refused with one line; the real fairseq-train runs from the cache wit
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,23 +83,29 @@ def test_resume_after_kill_equals_uninterrupted_build(tmp_path, toy_data_bin, te
     _same_files(reference_cache, tmp_path)
 
 
-def test_two_process_gloo_build_equals_one_process(tmp_path, toy_data_bin, teacher_checkpoints, reference_cache):
+def test_two_process_gloo_build_equals_one_process(tmp_path, toy_data_bin, teacher_checkpoints, reference_cache, caplog):
+    """Rank 1 in a subprocess, rank 0 in this process (one fairseq start-up less), one gloo group of 2."""
+    import logging
+
+    import torch.distributed as dist
+
     port = free_port()
-    procs = [
-        subprocess.Popen(
-            [str(c) for c in _cache_cmd(toy_data_bin, teacher_checkpoints, tmp_path, "--distributed-world-size", "2",
-                                        "--distributed-rank", str(r), "--distributed-init-method", f"tcp://127.0.0.1:{port}")],
-            cwd=REPO, env=seq_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for r in (0, 1)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    for r, (_, err) in enumerate(outs):  # each rank ran as rank r of a 2-process group and wrote its own chunks
-        assert f"rank {r} of 2" in err
-        written = [line for line in err.splitlines() if "written (rank" in line]
-        assert len(written) == 2 and all(f"(rank {r} of 2)" in line for line in written)
+    cmd = [lambda r: _cache_cmd(toy_data_bin, teacher_checkpoints, tmp_path, "--distributed-world-size", "2",
+                                "--distributed-rank", str(r), "--distributed-init-method", f"tcp://127.0.0.1:{port}")][0]
+    other = subprocess.Popen([str(c) for c in cmd(1)], cwd=REPO, env=seq_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    caplog.set_level(logging.INFO, logger="endist_seq.teacher_cache")
+    try:
+        assert _build_in_process(cmd(0)) == 0
+    finally:
+        _, err = other.communicate(timeout=300)
+    assert other.returncode == 0, err[-3000:]
+    assert not dist.is_initialized()  # the in-process rank left no process group behind
+    mine = [r.getMessage() for r in caplog.records if "written" in r.getMessage()]
+    theirs = [line for line in err.splitlines() if "written (rank" in line]
+    assert "torch.distributed gloo: rank 1 of world size 2" in err  # really a group of two, not two solo builds
+    assert len(mine) == 2 and all("(rank 0 of 2)" in m for m in mine)  # chunks 1 and 3
+    assert len(theirs) == 2 and all("(rank 1 of 2)" in line for line in theirs)  # chunks 2 and 4
     _same_files(reference_cache, tmp_path)
 
 
