@@ -61,7 +61,7 @@ Where it is exact (k = V)
 Loss and gradient equal the uncached :func:`shared.losses.ensemble_kd_loss` at T = 1,
 :func:`shared.losses.dirichlet_nll_loss` with smoothing 0 at every grid T, and
 :func:`shared.losses.proxy_dirichlet_loss` at T = 1 (at other grid T its β̂₀ is exact but p̄_T is the
-approximation above). ``tests/shared/test_teacher_cache.py`` checks all of these in float64.
+approximation above). ``tests/shared/test_teacher_cache_math.py`` checks all of these in float64.
 
 Storage (bytes per position)
 ----------------------------
