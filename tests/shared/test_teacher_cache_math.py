@@ -251,3 +251,26 @@ def test_full_dirichlet_nll_differs_only_by_the_target_replacements(temperature,
         z,
         rtol=1e-9,
     )
+
+
+def test_half_precision_students_and_fp16_records_stay_finite():
+    lp = torch.full((N, M, V), -math.inf, dtype=torch.float32)
+    lp[:, :, 0] = 0.0  # unanimous one-hot members: β̂₀ capped, ln 0 everywhere else
+    g = torch.Generator().manual_seed(5)
+    for dtype in (torch.float16, torch.bfloat16):
+        z = (torch.randn(N, V, generator=g) * 60).to(dtype).requires_grad_(True)  # near the half range's logit clamp
+        for k in (3, V):
+            rec, lay = build_record(lp, k, value_dtype=torch.float16), _layout(k)
+            for fn in (
+                lambda x: cached_kd_loss(x, rec, lay, 2.0),
+                lambda x: cached_dirichlet_nll_loss(x, rec, lay, 2.0, 1e-4),
+                lambda x: cached_proxy_dirichlet_loss(x, rec, lay, "reverse"),
+                lambda x: cached_proxy_dirichlet_loss(x, rec, lay, "forward"),
+            ):
+                value, grad = _value_and_grad(fn, z)
+                assert value.dtype == torch.float32 and torch.isfinite(value), (dtype, k)
+                assert grad.dtype == dtype and not torch.isnan(grad.float()).any(), (dtype, k)
+                # a half input's gradient may overflow to ±inf (shared.losses' documented exception, GradScaler's
+                # case); computed on the same values in float32 it is finite
+                _, grad32 = _value_and_grad(fn, z.detach().float().requires_grad_(True))
+                assert torch.isfinite(grad32).all(), (dtype, k)
