@@ -44,17 +44,23 @@ class EnsembleBatch:
     Attributes:
         log_probs: ``[N, M, V]`` float32 teacher-forced log-probabilities of the
             ``M`` teachers at the ``N`` non-padding target positions (row order =
-            ``target[mask]``).
+            ``target[mask]``); None when the batch comes from a teacher cache.
         mask: ``[B, T]`` bool, True at non-padding target positions.
         temperature: distillation temperature for this batch (1.0 in validation).
         update_num: completed updates when the batch is processed (``None`` in validation);
             the criterions' annealed cross-entropy weight reads it.
+        record, layout: the batch's rows of a teacher cache (``--teacher-cache``,
+            :class:`shared.teacher_cache.TeacherCacheRecord` / ``CacheLayout``), else None.
+        target_mean_log: ``[N]`` (1/M) Σ_m ln p_m(y_t) from the cache (the logged teacher NLL), else None.
     """
 
-    log_probs: Tensor
+    log_probs: Optional[Tensor]
     mask: Tensor
     temperature: float
     update_num: Optional[int] = None
+    record: Optional[Any] = None
+    layout: Optional[Any] = None
+    target_mean_log: Optional[Tensor] = None
 
 
 #: the flag named in this module's error messages

@@ -5,6 +5,13 @@ losses of :mod:`shared.losses` need far less than the members' full ``[M, V]`` l
 this module compresses them, once, into a :class:`TeacherCacheRecord` per position and rebuilds the
 losses' inputs from it at any temperature T of a fixed grid (and, approximately, between grid points).
 
+API: :func:`build_record` (members' log-probs ``[..., M, V]`` → :class:`TeacherCacheRecord`), a
+:class:`CacheLayout` (V, k, grid temperatures, γ: what a cache's manifest stores once), :func:`targets_at`
+(the rebuilt targets at T), and the cached losses :func:`cached_kd_loss` (EnD),
+:func:`cached_dirichlet_nll_loss` (EnD²), :func:`cached_proxy_dirichlet_loss` with :func:`cached_proxy_target`
+(Proxy), each taking ``(student_logits [..., V], record, layout, ...)`` with the options of its
+:mod:`shared.losses` counterpart; :func:`bytes_per_position` for sizing.
+
 Record (per position; ``k`` = ``topk`` classes, ``G`` = grid temperatures, M-independent size)
 ------------------------------------------------------------------------------------------------
 ``index`` ``[k]`` int32
@@ -13,7 +20,7 @@ Record (per position; ``k`` = ``topk`` classes, ``G`` = grid temperatures, M-ind
     ln p̄_j on those classes, then ln Σ_rest p̄ (the merged "rest" class, all other V − k classes).
 ``mean_log`` ``[k + 1]``
     (1/M) Σ_m ln p_mj on those classes, then (1/M) Σ_m ln Σ_rest p_m (the members' merged rest class).
-``grid`` ``[G, 8]`` (one row per grid temperature T_g, s_g = 1 / T_g; :data:`GRID_COLUMNS`)
+``grid`` ``[G, 12]`` (one row per grid temperature T_g, s_g = 1 / T_g; :data:`GRID_COLUMNS`)
     the per-position scalars that need the whole vocabulary, with their s-derivatives::
 
         C(s)    = (1/M) Σ_m ln Σ_j p_mj^s                 (LSE of the tempered member, all classes)
@@ -21,8 +28,11 @@ Record (per position; ``k`` = ``topk`` classes, ``G`` = grid temperatures, M-ind
         lnR(s)  = ln (1/M) Σ_m Σ_rest π_mj(s)             (rest mass of p̄_T, π_m(s) = softmax(s ln p_m))
         ln β̂₀(s), estimators "mkl" and "epkl"            ([Proxy] eq. 17, by shared.dirichlet.proxy_target
                                                            on the full members: exact at every grid T)
+        TU(s)   = (1/(V−k)) Σ_rest (1/M) Σ_m ln π_mj(s)   (EnD²'s tail term: the tail classes' average target)
+        TS(s)   = the same with central smoothing γ, ln((1 − γ) π_mj(s) + γ/V) (γ = CacheLayout.smoothing)
 
-    and dC/ds, dRm/ds, dlnR/ds (closed forms: E_{π_m(s)}[ln p_m] etc.).
+    and dC/ds, dRm/ds, dlnR/ds, dTU/ds, dTS/ds (closed forms: E_{π_m(s)}[ln p_m] etc.); the rest
+    columns are 0 when k = V (no rest class).
 
 Rebuilding at temperature T (s = 1/T; :func:`targets_at`)
 ---------------------------------------------------------
@@ -38,23 +48,26 @@ Rebuilding at temperature T (s = 1/T; :func:`targets_at`)
   (the members' tempered mean log plus their Jensen gap, which grows like the members' spread squared,
   ∝ s², and is exact at s = 1 and s → 0), renormalised so the top-k holds 1 − R(s).
 - **Proxy precision** β̂₀(T): ln β̂₀ on the grid, linear in s between grid points (exact at grid T).
-- **Merged rest class**: with k < V, every loss runs on k + 1 classes: the student's logits/α on
-  the rest classes are merged as the losses' own ``topk=`` option does (α_rest = Σ_rest α_j, the
-  Dirichlet aggregation property; for EnD q_rest = Σ_rest q_j). At T = 1 the cached EnD²/Proxy losses
-  therefore equal ``dirichlet_nll_loss(topk=k)`` / ``proxy_dirichlet_loss(topk=k)`` (γ = 0 for EnD²),
-  and with k = V (no rest class) the full losses.
+- **Rest classes** (k < V): EnD and Proxy run on k + 1 classes, the student's logits/α on the rest
+  classes merged as the losses' own ``topk=`` option does (α_rest = Σ_rest α_j, the Dirichlet aggregation
+  property; for EnD q_rest = Σ_rest q_j, i.e. the teachers' tail mass spread like the student's tail).
+  EnD² keeps all V classes by default and gives every tail class the tail average TU/TS(s) as its target
+  (the NLL's tail gradient α_j(ψ(α_j) − ψ(α₀) − t_j) is dominated by ψ(α_j), which stays exact;
+  merging instead would drop it and change the loss entirely); ``merge_rest=True`` merges like ``topk=k``.
+  At T = 1 the merged losses equal ``dirichlet_nll_loss(topk=k)`` (γ = 0) / ``proxy_dirichlet_loss(topk=k)``.
 
 Where it is exact (k = V)
 -------------------------
 Loss and gradient equal the uncached :func:`shared.losses.ensemble_kd_loss` at T = 1,
 :func:`shared.losses.dirichlet_nll_loss` with smoothing 0 at every grid T, and
 :func:`shared.losses.proxy_dirichlet_loss` at T = 1 (at other grid T its β̂₀ is exact but p̄_T is the
-approximation above). ``tests/shared/test_teacher_cache.py`` checks all of these in float64.
+approximation above). ``tests/shared/test_teacher_cache_math.py`` checks all of these in float64.
 
 Storage (bytes per position)
 ----------------------------
 ``index`` int32 (4k), ``log_mean``/``mean_log`` in ``value_dtype`` (float32: 8(k + 1); float16:
-4(k + 1)), ``grid`` float32 (32 G). With k = 64, G = 8: 1036 bytes (float32 values) or 776 (float16).
+4(k + 1)), ``grid`` float32 (48 G). With k = 64, G = 8: 1160 bytes (float32 values) or 900 (float16);
+a T = 1-only grid (G = 1, e.g. EnD/Proxy without annealing): 824 / 564 (:func:`bytes_per_position`).
 float16 ln-values have a spacing of 2⁻⁶ ≈ 0.016 at |ln p| ∈ [8, 16) and 0.03 beyond 16, i.e. a 1–3 %
 relative error of small probabilities and of the EnD² target's low classes, so float32 is the default;
 the error benchmark reports both. The grid scalars are kept in float32 always (C(s) ~ −s·ln p is
@@ -78,8 +91,13 @@ RECORD_VERSION = 1
 #: default temperature grid: the annealing range of [EnD2] App. A.2 (T0 = 10 → 1), denser near T = 1
 DEFAULT_TEMPERATURES: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
 #: columns of ``TeacherCacheRecord.grid``
-GRID_COLUMNS: tuple[str, ...] = ("C", "dC", "Rm", "dRm", "lnR", "dlnR", "ln_beta0_mkl", "ln_beta0_epkl")
-_C, _DC, _RM, _DRM, _LNR, _DLNR, _B_MKL, _B_EPKL = range(8)
+GRID_COLUMNS: tuple[str, ...] = (
+    "C", "dC", "Rm", "dRm", "lnR", "dlnR", "ln_beta0_mkl", "ln_beta0_epkl", "TU", "dTU", "TS", "dTS"
+)
+_C, _DC, _RM, _DRM, _LNR, _DLNR, _B_MKL, _B_EPKL, _TU, _DTU, _TS, _DTS = range(12)
+NUM_GRID_COLUMNS = len(GRID_COLUMNS)
+#: default central smoothing γ baked into the tail column TS ([EnD2] eq. 12; the seq criterion's default)
+DEFAULT_SMOOTHING = 1e-4
 #: finite stand-in for ln 0 (a class or rest mass no member supports): exp() is exactly 0 in float32/64
 LOG_FLOOR = -1e4
 #: rows per chunk of [rows, M, V] while building (about this many elements)
@@ -92,15 +110,17 @@ class TeacherCacheRecord(NamedTuple):
     index: torch.Tensor  # [..., k] int32/int64
     log_mean: torch.Tensor  # [..., k + 1]
     mean_log: torch.Tensor  # [..., k + 1]
-    grid: torch.Tensor  # [..., G, 8]
+    grid: torch.Tensor  # [..., G, NUM_GRID_COLUMNS]
 
 
 class CacheLayout(NamedTuple):
-    """What a record does not store per position: vocabulary size V, k, and the grid temperatures (ascending)."""
+    """What a record does not store per position: vocabulary size V, k, the grid temperatures (ascending)
+    and the central smoothing γ of the tail column TS."""
 
     num_classes: int
     topk: int
     temperatures: tuple[float, ...]
+    smoothing: float = DEFAULT_SMOOTHING
 
     @property
     def has_rest(self) -> bool:
@@ -110,8 +130,9 @@ class CacheLayout(NamedTuple):
 class CachedTargets(NamedTuple):
     """The losses' inputs at one temperature, over the k (+ 1 rest, when k < V) merged classes.
 
-    ``log_mean``: ln p̄_T; ``mean_log``: (1/M) Σ_m ln π_m(T) (unsmoothed); ``rest_mass``: R(T) (``[...]``);
-    ``precision_mkl``/``precision_epkl``: β̂₀(T) (``[...]``).
+    ``log_mean``: ln p̄_T; ``mean_log``: (1/M) Σ_m ln π_m(T) (unsmoothed); ``precision_mkl``/``precision_epkl``:
+    β̂₀(T) (``[...]``); ``tail_mean_log`` / ``tail_mean_log_smoothed``: the average over the V − k tail classes
+    of (1/M) Σ_m ln π_mj(T), unsmoothed and smoothed with the layout's γ (``[...]``; 0 when k = V).
     """
 
     index: torch.Tensor
@@ -119,6 +140,8 @@ class CachedTargets(NamedTuple):
     mean_log: torch.Tensor
     precision_mkl: torch.Tensor
     precision_epkl: torch.Tensor
+    tail_mean_log: torch.Tensor
+    tail_mean_log_smoothed: torch.Tensor
 
 
 def check_layout(layout: CacheLayout) -> CacheLayout:
@@ -129,17 +152,14 @@ def check_layout(layout: CacheLayout) -> CacheLayout:
     temps = tuple(sorted(float(check_positive_finite(t, "temperature")) for t in layout.temperatures))
     if not temps or len(set(temps)) != len(temps):
         raise ValueError(f"the temperature grid must hold distinct values, got {layout.temperatures!r}")
-    return CacheLayout(v, k, temps)
+    if not 0.0 <= float(layout.smoothing) < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {layout.smoothing}")
+    return CacheLayout(v, k, temps, float(layout.smoothing))
 
 
 def bytes_per_position(topk: int, num_temperatures: int, value_dtype: torch.dtype = torch.float32) -> int:
-    """Storage of one record: int32 index, two ``[k + 1]`` value arrays, float32 ``[G, 8]`` grid."""
-    return 4 * topk + 2 * (topk + 1) * torch.empty((), dtype=value_dtype).element_size() + 4 * 8 * num_temperatures
-
-
-def _safe_log_dot(weights: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-    """Σ_j w_j ln p_j over the last dim with 0 · (−inf) = 0 (closed-form s-derivatives)."""
-    return torch.where(weights > 0, weights * log_p, torch.zeros((), dtype=log_p.dtype, device=log_p.device)).sum(-1)
+    """Storage of one record: int32 index, two ``[k + 1]`` value arrays, float32 ``[G, NUM_GRID_COLUMNS]`` grid."""
+    return 4 * topk + 2 * (topk + 1) * torch.empty((), dtype=value_dtype).element_size() + 4 * NUM_GRID_COLUMNS * num_temperatures
 
 
 @torch.no_grad()
@@ -148,6 +168,7 @@ def build_record(
     topk: int,
     temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
     value_dtype: Optional[torch.dtype] = None,
+    smoothing: float = DEFAULT_SMOOTHING,
 ) -> TeacherCacheRecord:
     """Compress member log-probabilities ``[..., M, V]`` (T = 1) into a :class:`TeacherCacheRecord`.
 
@@ -157,7 +178,7 @@ def build_record(
     if log_probs.dim() < 2:
         raise ValueError(f"log_probs must have shape [..., M, V], got {tuple(log_probs.shape)}")
     m, v = log_probs.shape[-2], log_probs.shape[-1]
-    layout = check_layout(CacheLayout(v, topk, tuple(temperatures)))
+    layout = check_layout(CacheLayout(v, topk, tuple(temperatures), smoothing))
     k = layout.topk
     dtype = compute_dtype(log_probs)
     lead = log_probs.shape[:-2]
@@ -168,7 +189,10 @@ def build_record(
     index = torch.empty(n, k, dtype=torch.int32, device=dev)
     log_mean = torch.empty(n, k + 1, dtype=dtype, device=dev)
     mean_log = torch.empty(n, k + 1, dtype=dtype, device=dev)
-    grid = torch.empty(n, len(layout.temperatures), 8, dtype=dtype, device=dev)
+    grid = torch.empty(n, len(layout.temperatures), NUM_GRID_COLUMNS, dtype=dtype, device=dev)
+    n_tail = v - k
+    gamma = layout.smoothing
+    zero = torch.zeros((), dtype=dtype, device=dev)
     neg_inf = torch.full((), -math.inf, dtype=dtype, device=dev)
     for s0 in range(0, n, rows):
         lp = upcast(flat[s0 : s0 + rows], dtype)
@@ -182,28 +206,51 @@ def build_record(
         lp_rest = torch.where(rest.unsqueeze(-2), lp, neg_inf)  # [r, M, V]
         log_mean[s0 : s0 + rows, k] = torch.logsumexp(torch.where(rest, lm, neg_inf), dim=-1)
         mean_log[s0 : s0 + rows, k] = torch.logsumexp(lp_rest, dim=-1).mean(-1)
+        # T-independent pieces: finite log-probs for the products (π = 0 exactly where ln p = −inf), the rest mask
+        lp_fin = torch.where(lp > -math.inf, lp, zero)
+        tail = rest.unsqueeze(-2)  # [r, 1, V]
+        if layout.has_rest:
+            tail_f = tail.to(dtype)
+            tail_lp = torch.where(tail, lp, zero).sum(-1)  # Σ_rest ln p_m (−inf if a rest class is impossible)
+            tail_lp_fin = (lp_fin * tail_f).sum(-1)
+            tail_fin = ((lp > -math.inf) & tail).sum(-1).to(dtype)
         for g, t in enumerate(layout.temperatures):
             s = 1.0 / t
             x = lp * s
             l_all = torch.logsumexp(x, dim=-1)  # [r, M]
-            d_all = _safe_log_dot(torch.softmax(x, dim=-1), lp)
+            log_pi = x - l_all.unsqueeze(-1)  # ln π_m(s)
+            pi = log_pi.exp()
+            d_all = (pi * lp_fin).sum(-1)  # E_π[ln p] = dL/ds
             out = grid[s0 : s0 + rows, g]
             out[:, _C] = l_all.mean(-1)
             out[:, _DC] = d_all.mean(-1)
             if layout.has_rest:
-                x_rest = torch.where(rest.unsqueeze(-2), x, neg_inf)
+                x_rest = torch.where(tail, x, neg_inf)
                 l_rest = torch.logsumexp(x_rest, dim=-1)  # [r, M], −inf when no rest class has mass
-                d_rest = _safe_log_dot(torch.softmax(x_rest, dim=-1).nan_to_num_(0.0), lp)
+                d_rest = (torch.exp(x_rest - l_rest.unsqueeze(-1)).nan_to_num_(0.0) * lp_fin).sum(-1)
                 out[:, _RM] = l_rest.mean(-1)
                 out[:, _DRM] = d_rest.mean(-1)
                 log_share = l_rest - l_all  # ln Σ_rest π_m(s)
                 out[:, _LNR] = torch.logsumexp(log_share, dim=-1) - math.log(m)
                 w = torch.softmax(log_share, dim=-1).nan_to_num_(0.0)
                 out[:, _DLNR] = (w * (d_rest - d_all)).sum(-1)
+                # tail classes' mean of the members' mean log, unsmoothed (TU) and smoothed with γ (TS), and d/ds
+                out[:, _TU] = (s * tail_lp - n_tail * l_all).sum(-1) / (m * n_tail)
+                out[:, _DTU] = (tail_lp_fin - tail_fin * d_all).sum(-1) / (m * n_tail)
+                if gamma > 0.0:
+                    u = pi.mul((1.0 - gamma)).add_(gamma / v)  # smoothed probability (π underflows only far below γ/V)
+                    out[:, _TS] = (u.log() * tail_f).sum((-1, -2)) / (m * n_tail)
+                    wt = u.reciprocal_().mul_(-gamma / v).add_(1.0).mul_(tail_f)  # share of (1 − γ)π in it, on the tail
+                    out[:, _DTS] = ((wt * lp_fin).sum(-1) - wt.sum(-1) * d_all).sum(-1) / (m * n_tail)
+                    del u, wt
+                else:
+                    out[:, _TS], out[:, _DTS] = out[:, _TU], out[:, _DTU]
             else:
                 out[:, _RM : _DLNR + 1] = 0.0  # no rest class (k = V): unused
-            for col, estimator in ((_B_MKL, "mkl"), (_B_EPKL, "epkl")):
-                prec = proxy_target(lp, estimator=estimator, offset=0.0, temperature=t).precision
+                out[:, _TU:] = 0.0
+            del pi
+            for col, estimator in ((_B_MKL, "mkl"), (_B_EPKL, "epkl")):  # on the tempered members: no second log_softmax
+                prec = proxy_target(log_pi, estimator=estimator, offset=0.0).precision
                 out[:, col] = prec.clamp_min(torch.finfo(dtype).tiny).log()
     floor = torch.full((), LOG_FLOOR, dtype=dtype, device=dev)
     log_mean = torch.maximum(log_mean.nan_to_num(nan=LOG_FLOOR), floor)
@@ -215,7 +262,7 @@ def build_record(
         index.reshape(lead + (k,)),
         log_mean.to(vd).reshape(lead + (k + 1,)),
         mean_log.to(vd).reshape(lead + (k + 1,)),
-        grid.reshape(lead + (g_count, 8)),
+        grid.reshape(lead + (g_count, NUM_GRID_COLUMNS)),
     )
 
 
@@ -269,6 +316,7 @@ def targets_at(record: TeacherCacheRecord, layout: CacheLayout, temperature: flo
         )
     i, t, h = _grid_position(layout.temperatures, temperature)
     prec = [_linear(grid, col, i, t).exp().clamp(0.0, MAX_PRECISION) for col in (_B_MKL, _B_EPKL)]
+    tails = [_hermite(grid, col, dcol, i, t, h).clamp_max(0.0) for col, dcol in ((_TU, _DTU), (_TS, _DTS))]
     if temperature == 1.0:
         log_mean, mean_log = lm, ml
     else:
@@ -287,7 +335,7 @@ def targets_at(record: TeacherCacheRecord, layout: CacheLayout, temperature: flo
             mean_log = mean_top
     if not layout.has_rest:
         log_mean, mean_log = log_mean[..., :k], mean_log[..., :k]
-    return CachedTargets(record.index.long(), log_mean, mean_log, prec[0], prec[1])
+    return CachedTargets(record.index.long(), log_mean, mean_log, prec[0], prec[1], tails[0], tails[1])
 
 
 def _merged_student(x: torch.Tensor, index: torch.Tensor, has_rest: bool, log_space: bool) -> torch.Tensor:
@@ -357,14 +405,20 @@ def cached_dirichlet_nll_loss(
     reduction: str = "mean",
     parametrization: str = "exp",
     clip_precision: Optional[float] = None,
+    merge_rest: bool = False,
 ) -> torch.Tensor:
-    """EnD² from the cache ([EnD2] eq. 8, 11, 12)::
+    """EnD² from the cache ([EnD2] eq. 8, 11, 12), α = exp(z / T) + model_offset
+    (:func:`shared.uncertainty.alphas_from_logits`), the expression of :func:`shared.losses.dirichlet_nll_loss`::
 
-        L = ln B(α') − Σ_j (α'_j − 1) · (1/M) Σ_m ln π̃_mj(T)
+        L = ln B(α) − Σ_j (α_j − 1) · t_j,   t_j = (1/M) Σ_m ln π̃_mj(T)
 
-    over the k cached classes + the merged rest (α'_rest = Σ_rest α_j), α = exp(z / T) + model_offset
-    (:func:`shared.uncertainty.alphas_from_logits`), the same expression as
-    :func:`shared.losses.dirichlet_nll_loss`."""
+    - ``merge_rest=False`` (default; the full loss, ``topk=0``): all V classes, t_j from the cache on the
+      top-k and, on every tail class, the tail average t̄ (grid columns TU/TS), so
+      Σ_j (α_j − 1) t_j = t̄ (α₀ − V) + Σ_top (α_j − 1)(t_j − t̄): exact but for Σ_tail α_j (t_j − t̄), which
+      is small where the student's tail concentrations are. The smoothed tail is exact for γ = the
+      layout's γ (or 0); another γ is applied to the tail average.
+    - ``merge_rest=True``: the k classes + the merged rest (α_rest = Σ_rest α_j), the loss's ``topk=k``.
+    """
     layout = _check_student(student_logits, record, layout)
     check_reduction(reduction)
     temperature = check_positive_finite(temperature, "temperature")
@@ -375,9 +429,27 @@ def cached_dirichlet_nll_loss(
         target = upcast(cached_mean_log_probs(tg, layout, smoothing), dtype)
     alpha = alphas_from_logits(upcast(student_logits, dtype) / temperature, offset=model_offset,
                                parametrization=parametrization, clip_precision=clip_precision)
-    alpha = _merged_student(alpha, tg.index, layout.has_rest, log_space=False)
-    nll = log_normalizer(alpha) - ((alpha - 1.0) * target).sum(-1)
-    return reduce_loss(nll, reduction)
+    if merge_rest or not layout.has_rest:
+        alpha = _merged_student(alpha, tg.index, layout.has_rest, log_space=False)
+        nll = log_normalizer(alpha) - ((alpha - 1.0) * target).sum(-1)
+        return reduce_loss(nll, reduction)
+    with torch.no_grad():
+        tail = upcast(_tail_target(tg, layout, smoothing), dtype).unsqueeze(-1)
+    k, v = layout.topk, layout.num_classes
+    top_alpha = alpha.gather(-1, tg.index)
+    linear = tail.squeeze(-1) * (alpha.sum(-1) - v) + ((top_alpha - 1.0) * (target[..., :k] - tail)).sum(-1)
+    return reduce_loss(log_normalizer(alpha) - linear, reduction)
+
+
+def _tail_target(targets: CachedTargets, layout: CacheLayout, smoothing: float) -> torch.Tensor:
+    """t̄: the tail classes' average (1/M) Σ_m ln π̃_mj, smoothed with ``smoothing`` (see cached_dirichlet_nll_loss)."""
+    if smoothing == 0.0:
+        tail = targets.tail_mean_log
+        return tail.clamp_min(math.log(torch.finfo(tail.dtype).tiny))
+    if smoothing == layout.smoothing:
+        return targets.tail_mean_log_smoothed
+    floor = torch.full((), math.log(smoothing / layout.num_classes), dtype=targets.tail_mean_log.dtype)
+    return torch.logaddexp(targets.tail_mean_log + math.log1p(-smoothing), floor)
 
 
 def cached_proxy_target(

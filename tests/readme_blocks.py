@@ -50,6 +50,7 @@ INLINE_TESTS: dict[str, tuple[str, str]] = {
     "endist-vision train": ("tests/vision/test_readme_vision.py", '"endist-vision train --config spirals/ensemble"'),
     "torchrun --nproc_per_node": ("tests/vision/test_vision_resume_ddp.py", '"--nproc_per_node=2", bin_path("endist-vision")'),
     "fairseq-generate --compute-uncertainty": ("tests/seq/test_readme_seq.py", "generate_overhead.py"),
+    "endist-seq-cache": ("tests/seq/test_teacher_cache_seq.py", '"-m", "endist_seq.cache_cli"'),
     # every recipe's smoke mode writes its stand-in data with it (01_prepare.sh), run by tests/recipes
     "python scripts/lib/standins.py": ("scripts/hydra/01_prepare.sh", 'python "$_RECIPE_LIB/standins.py"'),
     "make bench": ("tests/test_readme_quickstart.py", '"bench"]'),

@@ -47,6 +47,7 @@ from torch import Tensor
 from endist_seq.errors import FlagError, check_finite_flags, float_fields
 from endist_seq.teachers import EnsembleBatch
 from shared.dirichlet import ProxyTarget, proxy_target
+from shared.teacher_cache import CacheLayout, TeacherCacheRecord, cached_proxy_target
 from shared.uncertainty import alphas_from_logits
 
 TARGET_CONCENTRATION_CHOICES = ChoiceEnum(["mkl", "epkl"])
@@ -173,6 +174,12 @@ class DistillationCriterion(FairseqCriterion):
         """Per-token loss ``[N]`` from student logits ``[N, V]`` and teacher log-probs ``[N, M, V]``."""
         raise NotImplementedError
 
+    def cached_distillation_loss(
+        self, logits: Tensor, record: TeacherCacheRecord, layout: CacheLayout, temperature: float, target: ProxyTarget
+    ) -> Tensor:
+        """Per-token loss ``[N]`` from a teacher cache's record (``--teacher-cache``; :mod:`shared.teacher_cache`)."""
+        raise NotImplementedError
+
     def forward(self, model, sample: Dict[str, Any], reduce: bool = True) -> Tuple[Tensor, int, Dict[str, Any]]:
         ensemble: Optional[EnsembleBatch] = sample.get("ensemble")
         if ensemble is None:
@@ -187,8 +194,12 @@ class DistillationCriterion(FairseqCriterion):
         teacher_lp = ensemble.log_probs
         temperature = float(ensemble.temperature)
 
-        proxy = proxy_target(teacher_lp, estimator=self.estimator, offset=self.target_offset, temperature=temperature)
-        distill = self.distillation_loss(logits, teacher_lp, temperature, proxy).sum()
+        if ensemble.record is not None:  # --teacher-cache: the losses rebuilt from the cached record
+            proxy = cached_proxy_target(ensemble.record, ensemble.layout, temperature, self.estimator, self.target_offset)
+            distill = self.cached_distillation_loss(logits, ensemble.record, ensemble.layout, temperature, proxy).sum()
+        else:
+            proxy = proxy_target(teacher_lp, estimator=self.estimator, offset=self.target_offset, temperature=temperature)
+            distill = self.distillation_loss(logits, teacher_lp, temperature, proxy).sum()
         lprobs = torch.log_softmax(logits.float(), dim=-1)
         xent_weight = self.xent_weight_at(ensemble.update_num)
         if xent_weight > 0:
@@ -199,7 +210,10 @@ class DistillationCriterion(FairseqCriterion):
             loss = distill
 
         with torch.no_grad():
-            teacher_nll = -teacher_lp.gather(-1, target.view(-1, 1, 1).expand(-1, teacher_lp.shape[1], 1)).mean(1).sum()
+            if ensemble.record is not None:
+                teacher_nll = -ensemble.target_mean_log.sum()
+            else:
+                teacher_nll = -teacher_lp.gather(-1, target.view(-1, 1, 1).expand(-1, teacher_lp.shape[1], 1)).mean(1).sum()
             alpha0 = alphas_from_logits(logits.detach(), offset=self.model_offset, parametrization=self.parametrization)
             alpha0 = alpha0.sum(-1, dtype=torch.float64).sum()
             beta0 = proxy.precision.double().sum()

@@ -19,6 +19,7 @@ from torch import Tensor
 from endist_seq.criterions._distillation_base import DistillationCriterion, DistillationCriterionConfig
 from shared.dirichlet import ProxyTarget
 from shared.losses import proxy_dirichlet_loss
+from shared.teacher_cache import cached_proxy_dirichlet_loss
 
 
 @dataclass
@@ -47,4 +48,21 @@ class DirichletProxyDistillation(DistillationCriterion):
             parametrization=self.parametrization,
             clip_precision=self.clip_precision,
             topk=self.topk,
+        )
+
+    def cached_distillation_loss(self, logits: Tensor, record, layout, temperature: float, target: ProxyTarget) -> Tensor:
+        return cached_proxy_dirichlet_loss(
+            logits,
+            record,
+            layout,
+            direction=self.direction,
+            model_offset=self.model_offset,
+            target_offset=self.target_offset,
+            estimator=self.estimator,
+            normalize=True,
+            temperature=temperature,
+            reduction="none",
+            parametrization=self.parametrization,
+            clip_precision=self.clip_precision,
+            target=target,
         )

@@ -18,6 +18,7 @@ from torch import Tensor
 from endist_seq.criterions._distillation_base import DistillationCriterion, DistillationCriterionConfig
 from shared.dirichlet import ProxyTarget
 from shared.losses import ensemble_kd_loss
+from shared.teacher_cache import cached_kd_loss
 
 
 @dataclass
@@ -33,3 +34,6 @@ class ForwardKLMeanDistillation(DistillationCriterion):
 
     def distillation_loss(self, logits: Tensor, teacher_log_probs: Tensor, temperature: float, target: ProxyTarget) -> Tensor:
         return ensemble_kd_loss(logits, teacher_log_probs, temperature=temperature, reduction="none")
+
+    def cached_distillation_loss(self, logits: Tensor, record, layout, temperature: float, target: ProxyTarget) -> Tensor:
+        return cached_kd_loss(logits, record, layout, temperature=temperature, reduction="none")

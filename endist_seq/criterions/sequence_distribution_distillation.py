@@ -18,6 +18,7 @@ from endist_seq.errors import FlagError
 from endist_seq.criterions._distillation_base import DistillationCriterion, DistillationCriterionConfig
 from shared.dirichlet import ProxyTarget
 from shared.losses import dirichlet_nll_loss
+from shared.teacher_cache import cached_dirichlet_nll_loss
 
 
 @dataclass
@@ -49,4 +50,18 @@ class SequenceDistributionDistillation(DistillationCriterion):
             parametrization=self.parametrization,
             clip_precision=self.clip_precision,
             topk=self.topk,
+        )
+
+    def cached_distillation_loss(self, logits: Tensor, record, layout, temperature: float, target: ProxyTarget) -> Tensor:
+        return cached_dirichlet_nll_loss(
+            logits,
+            record,
+            layout,
+            temperature=temperature,
+            smoothing=self.smoothing,
+            model_offset=self.model_offset,
+            reduction="none",
+            parametrization=self.parametrization,
+            clip_precision=self.clip_precision,
+            merge_rest=bool(self.topk),
         )

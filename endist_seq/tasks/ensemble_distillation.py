@@ -23,6 +23,14 @@ Temperature ([EnD2] §3.1, App. A.2) follows
 The criterions' ``--init-xent-weight``/``--final-xent-weight`` follow the same window
 (:meth:`EnsembleDistillationTask.anneal_fraction`).
 
+With ``--teacher-cache CACHE_DIR`` (built by ``endist-seq-cache``, :mod:`endist_seq.teacher_cache`) no
+teacher is loaded: each batch's rows are read from the memory-mapped cache of its split (by
+``sample["id"]``, checked against the batch's target tokens) and attached as ``sample["ensemble"]``
+with ``record``/``layout`` instead of ``log_probs``; the criterions rebuild their losses from it
+(:mod:`shared.teacher_cache`). A stale or mismatched cache (other data, dictionaries, teachers when
+``--ensemble-paths`` is given too, a k or central smoothing the criterion's flags contradict, a
+temperature schedule outside the cache's grid) is refused with one line.
+
 Because ``u`` is fairseq's own update counter, which is checkpointed, the
 schedule continues exactly after ``--restore-file``/``checkpoint_last.pt``.
 Validation uses T = 1 so validation losses stay comparable across the run.
@@ -62,6 +70,11 @@ class EnsembleDistillationConfig(_ParentConfig):  # type: ignore[misc, valid-typ
     final_temp: float = field(default=1.0, metadata={"help": "temperature after annealing"})
     anneal_start: int = field(default=0, metadata={"help": "update at which the temperature starts to decay"})
     anneal_end: int = field(default=0, metadata={"help": "update at which the temperature reaches --final-temp"})
+    teacher_cache: str = field(
+        default="",
+        metadata={"help": "train from a teacher cache built by endist-seq-cache (no teacher is loaded): "
+                  "CACHE_DIR with one sub-directory per split"},
+    )
     # --model-offset belongs to the criterion here; fairseq's parser skips a "${...}" default without help
     model_offset: Optional[float] = II("criterion.model_offset")
 
@@ -107,6 +120,8 @@ class EnsembleDistillationTask(TranslationUncertaintyTask):
         # also sets this task up when it merely loads a student checkpoint for
         # generation, and that must not need the teacher files.
         self.teachers: Optional[TeacherEnsemble] = None
+        #: open caches by split (``--teacher-cache``), each checked against its dataset on first use
+        self.teacher_caches: Dict[str, Any] = {}
 
     def build_criterion(self, cfg, from_checkpoint: bool = False):
         criterion = super().build_criterion(cfg, from_checkpoint=from_checkpoint)
@@ -117,6 +132,11 @@ class EnsembleDistillationTask(TranslationUncertaintyTask):
                 f"dirichlet_proxy_distillation, rkl_dirichlet_proxy_distillation); got --criterion {cfg._name}"
             )
         paths = split_paths(self.cfg.ensemble_paths)
+        if self.cfg.teacher_cache:
+            from endist_seq.teacher_cache.training import check_cache_for_criterion
+
+            check_cache_for_criterion(self, criterion, paths)
+            return self._record_parametrization(criterion)
         if not paths:
             raise TeacherCheckpointError(
                 "--ensemble-paths is required for training with --task ensemble_distillation "
@@ -124,6 +144,9 @@ class EnsembleDistillationTask(TranslationUncertaintyTask):
             )
         if self.teachers is None:
             self.teachers = TeacherEnsemble.load(paths, self, dtype=self.ensemble_dtype)
+        return self._record_parametrization(criterion)
+
+    def _record_parametrization(self, criterion):
         # the student's parametrization joins the training record (task_state["endist_student"]) for generation
         meta = dict(self.state.state_dict.get(STUDENT_STATE_KEY) or {})
         meta["parametrization"] = str(getattr(criterion, "parametrization", "exp"))
@@ -146,7 +169,13 @@ class EnsembleDistillationTask(TranslationUncertaintyTask):
     def attach_ensemble(
         self, sample: Dict[str, Any], model: torch.nn.Module, temperature: float, update_num: Optional[int] = None
     ) -> None:
-        """Compute the teachers' log-probs for ``sample`` and store them as ``sample["ensemble"]``."""
+        """Compute the teachers' log-probs for ``sample`` (or read them from ``--teacher-cache``) and store
+        them as ``sample["ensemble"]``."""
+        if self.cfg.teacher_cache:
+            from endist_seq.teacher_cache.training import attach_cached
+
+            attach_cached(self, sample, temperature, update_num)
+            return
         if self.teachers is None:
             raise RuntimeError("ensemble_distillation: teachers are not loaded (build_criterion was not called)")
         device = next(model.parameters()).device

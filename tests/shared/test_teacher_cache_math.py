@@ -96,7 +96,7 @@ def test_merged_classes_at_t1_equal_the_losses_topk_option():
     k = 4
     rec, lay = build_record(lp, k), _layout(k)
     _assert_same(
-        lambda x: cached_dirichlet_nll_loss(x, rec, lay, 1.0, 0.0, 1.0),
+        lambda x: cached_dirichlet_nll_loss(x, rec, lay, 1.0, 0.0, 1.0, merge_rest=True),
         lambda x: dirichlet_nll_loss(x, lp, 1.0, 0.0, 1.0, topk=k),
         z,
     )
@@ -134,7 +134,7 @@ def test_smoothing_exact_when_members_agree():
     for k in (V, 5):
         rec, lay = build_record(lp, k), _layout(k)
         _assert_same(
-            lambda x: cached_dirichlet_nll_loss(x, rec, lay, 3.0, 1e-2, 0.0),
+            lambda x: cached_dirichlet_nll_loss(x, rec, lay, 3.0, 1e-2, 0.0, merge_rest=True),
             lambda x: dirichlet_nll_loss(x, lp, 3.0, 1e-2, 0.0, topk=0 if k == V else k),
             z,
         )
@@ -221,3 +221,56 @@ def test_storage_and_validation():
         cached_kd_loss(torch.zeros(N, V + 1), rec, _layout(4))
     beta = cached_proxy_target(rec, _layout(4), 1.0, "mkl", 1.0).beta
     assert beta.shape == (N, 5) and float(beta[:, -1].min()) >= V - 4  # rest: (V − k) offsets at least
+
+
+@pytest.mark.parametrize("temperature, smoothing", [(1.0, 0.0), (2.0, 1e-4), (4.0, 1e-2), (1.0, 1e-2)])
+def test_full_dirichlet_nll_differs_only_by_the_target_replacements(temperature, smoothing):
+    """k < V, merge_rest=False: L_cached = L + Σ_j (α_j − 1)(t_j − t_j^cached) with the exact per-class targets
+    t_j (members smoothed) and t^cached = the tail average t̄ on every tail class (exact γ-smoothed average),
+    the smoothed mean log on the top-k; the difference is Σ_tail α_j (t_j − t̄) for γ = 0."""
+    lp, z = _members(spread=0.8), _student()
+    k = 4
+    layout_gamma = smoothing if smoothing else 1e-4
+    rec = build_record(lp, k, smoothing=layout_gamma)
+    lay = CacheLayout(V, k, DEFAULT_TEMPERATURES, layout_gamma)
+    pt = torch.log_softmax(lp / temperature, -1)
+    floor = torch.tensor(math.log(smoothing / V) if smoothing else -math.inf, dtype=pt.dtype)
+    t = torch.logaddexp(pt + math.log1p(-smoothing), floor).mean(-2)  # exact per-class targets, members smoothed
+    top = lp.exp().mean(-2).topk(k, -1).indices
+    tail = torch.ones(N, V, dtype=torch.bool).scatter(-1, top, False)
+    t_bar = (t * tail).sum(-1, keepdim=True) / (V - k)
+    t_cached = torch.where(tail, t_bar, torch.logaddexp(pt.mean(-2) + math.log1p(-smoothing), floor))
+
+    def correction(x):
+        alpha = torch.exp(x / temperature)
+        return ((alpha - 1.0) * (t - t_cached)).sum()
+
+    _assert_same(
+        lambda x: cached_dirichlet_nll_loss(x, rec, lay, temperature, smoothing, 0.0, reduction="sum"),
+        lambda x: dirichlet_nll_loss(x, lp, temperature, smoothing, 0.0, reduction="sum") + correction(x),
+        z,
+        rtol=1e-9,
+    )
+
+
+def test_half_precision_students_and_fp16_records_stay_finite():
+    lp = torch.full((N, M, V), -math.inf, dtype=torch.float32)
+    lp[:, :, 0] = 0.0  # unanimous one-hot members: β̂₀ capped, ln 0 everywhere else
+    g = torch.Generator().manual_seed(5)
+    for dtype in (torch.float16, torch.bfloat16):
+        z = (torch.randn(N, V, generator=g) * 60).to(dtype).requires_grad_(True)  # near the half range's logit clamp
+        for k in (3, V):
+            rec, lay = build_record(lp, k, value_dtype=torch.float16), _layout(k)
+            for fn in (
+                lambda x: cached_kd_loss(x, rec, lay, 2.0),
+                lambda x: cached_dirichlet_nll_loss(x, rec, lay, 2.0, 1e-4),
+                lambda x: cached_proxy_dirichlet_loss(x, rec, lay, "reverse"),
+                lambda x: cached_proxy_dirichlet_loss(x, rec, lay, "forward"),
+            ):
+                value, grad = _value_and_grad(fn, z)
+                assert value.dtype == torch.float32 and torch.isfinite(value), (dtype, k)
+                assert grad.dtype == dtype and not torch.isnan(grad.float()).any(), (dtype, k)
+                # a half input's gradient may overflow to ±inf (shared.losses' documented exception, GradScaler's
+                # case); computed on the same values in float32 it is finite
+                _, grad32 = _value_and_grad(fn, z.detach().float().requires_grad_(True))
+                assert torch.isfinite(grad32).all(), (dtype, k)
