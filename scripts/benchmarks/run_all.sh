@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, then ONE table of every ratio with its issue-16 target and PASS/FAIL.
+# `make bench`: every benchmark, then ONE table of every ratio with its target (issues 15, 16) and PASS/FAIL.
 #   BENCH_SMOKE=1     tiny sizes, 2 rounds (the test suite runs `make bench` like this; the numbers mean nothing)
 #   BENCH_THREADS=N   torch/OpenMP threads of every benchmark (default 1; printed)
 #   BENCH_OUT=DIR     where each script's --json rows go (default bench_output/bench; emptied first, so no
@@ -41,11 +41,13 @@ if [[ "$smoke" == 1 ]]; then
   bench malloc malloc_speed.py --smoke --repeats 1 --threads "$threads"
   bench vision_speed vision_speed.py --models resnet20 --batch-size 8 --ensemble-batch-size 4 --image-size 16 --ensemble-members 2 --repeats 1 --threads "$threads"
   bench startup startup_time.py --what help --repeats 2
+  bench cache_speed teacher_cache_speed.py --v 500 --sentences 4 --length 6 --dim 32 --layers 1 --ms 2 --topk 8 --repeats 2 --threads "$threads"
 else
   bench proxy_cpu proxy_loss_speed.py --variants cross_entropy,proxy_reverse --threads "$threads"
   bench malloc malloc_speed.py --threads "$threads"
   bench vision_speed vision_speed.py --threads "$threads"
   bench startup startup_time.py
+  bench cache_speed teacher_cache_speed.py --threads "$threads"
 fi
 if [[ $cuda == 1 ]]; then
   [[ "$smoke" == 1 ]] && sizes=(--n 64 --v 2000 --repeats 2 --inner 1) || sizes=()
