@@ -44,6 +44,8 @@ def test_mixed_labels_match_training_vocabulary(tmp_path: Path) -> None:
             assert len(new_src) == 1 and len(new_tgt) == 1, (s, t)  # one held-out noun, on both sides
         else:
             assert not new_src and not new_tgt, (s, t)
+    # the generator's own flags (drawn before each sentence) agree with the labels read off the written words
+    assert [label == "1" for label in labels] == toy_corpus.mixed_test_set(2, 200)[1]
     unseen = labels.count("1") / len(labels)
     assert 0.35 <= unseen <= 0.65  # "partly": both halves are large enough to compare
     # the held-out half is otherwise in-domain: its remaining words are training words
