@@ -17,14 +17,21 @@ properties the uncertainty experiments of [Proxy] §4.3 need:
   writes the same sentences with a source vocabulary never seen in training
   (pseudo-French, like the "French source" OOD set). Their ``.de`` files hold
   the references of the unperturbed sentences.
+* **Partly unseen inputs** (issue 14, item 13). ``test_mixed`` is an in-domain-like
+  test set of which about half the sentences contain one noun held out of training
+  on both sides (:data:`HELD_OUT_NOUNS`, e.g. ``horse`` → ``pferd``); the other half
+  uses only training words, so its errors are synonym choices (data uncertainty)
+  while the held-out half's errors come from missing knowledge (knowledge
+  uncertainty). ``test_mixed.unseen`` holds one label per line: ``1`` for a
+  sentence with a held-out noun, ``0`` otherwise.
 
 Everything is a pure function of ``seed``: the same seed gives byte-identical
 files. Command line::
 
     python -m endist_seq.toy_corpus OUTDIR [--seed 1] [--train 3000] ...
 
-writes ``{train,valid,test,test_permuted,test_unseen}.{en,de}`` plus
-``manifest.json``; then binarise with ``scripts/seq/prepare_toy_data.sh``
+writes ``{train,valid,test,test_permuted,test_unseen,test_mixed}.{en,de}``,
+``test_mixed.unseen`` and ``manifest.json``; then binarise with ``scripts/seq/prepare_toy_data.sh``
 (``fairseq-preprocess``, optionally through sentencepiece) exactly as with real
 data.
 """
@@ -38,7 +45,7 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from shared.io import atomic_write_text
 
@@ -46,6 +53,11 @@ SRC_LANG = "en"
 TGT_LANG = "de"
 SPLITS = ("train", "valid", "test")
 OOD_SPLITS = ("test_permuted", "test_unseen")
+#: the partly-unseen test set (issue 14, item 13) and the suffix of its label file
+MIXED_SPLIT = "test_mixed"
+UNSEEN_LABELS_SUFFIX = "unseen"
+#: fraction of ``test_mixed`` sentences drawn with one held-out noun
+MIXED_UNSEEN_FRACTION = 0.5
 
 # source word -> (target synonyms, their probabilities)
 NOUNS: Dict[str, Tuple[Tuple[str, ...], Tuple[float, ...]]] = {
@@ -86,6 +98,14 @@ ADJECTIVES: Dict[str, str] = {
 }
 ADVERBS: Dict[str, str] = {"today": "heute", "again": "wieder", "quickly": "schnell", "slowly": "langsam"}
 
+# Nouns held out of every training sentence (source and target side); only ``test_mixed`` uses them.
+HELD_OUT_NOUNS: Dict[str, Tuple[Tuple[str, ...], Tuple[float, ...]]] = {
+    "horse": (("pferd",), (1.0,)),
+    "apple": (("apfel",), (1.0,)),
+    "flower": (("blume",), (1.0,)),
+    "lamp": (("lampe",), (1.0,)),
+}
+
 # The unseen-vocabulary OOD source: same sentences, pseudo-French words that never occur in training.
 UNSEEN: Dict[str, str] = {
     "cat": "chat", "dog": "chien", "bird": "oiseau", "fish": "poisson", "tree": "arbre",
@@ -119,9 +139,11 @@ def _pick(rng: random.Random, options: Tuple[Tuple[str, ...], Tuple[float, ...]]
     return rng.choices(words, weights=probs, k=1)[0]
 
 
-def _noun_phrase(rng: random.Random) -> Tuple[List[str], List[str]]:
-    noun = rng.choice(sorted(NOUNS))
-    src, tgt = [noun], [_pick(rng, NOUNS[noun])]
+def _noun_phrase(
+    rng: random.Random, nouns: Dict[str, Tuple[Tuple[str, ...], Tuple[float, ...]]] = NOUNS
+) -> Tuple[List[str], List[str]]:
+    noun = rng.choice(sorted(nouns))
+    src, tgt = [noun], [_pick(rng, nouns[noun])]
     if rng.random() < 0.4:
         adj = rng.choice(sorted(ADJECTIVES))
         src.insert(0, adj)  # English: adjective before the noun
@@ -129,11 +151,18 @@ def _noun_phrase(rng: random.Random) -> Tuple[List[str], List[str]]:
     return src, tgt
 
 
-def sample_pair(rng: random.Random) -> Pair:
-    """Draw one SVO source sentence and its SOV translation (synonyms drawn at random)."""
-    subj_s, subj_t = _noun_phrase(rng)
+def sample_pair(rng: random.Random, held_out_slot: Optional[int] = None) -> Pair:
+    """Draw one SVO source sentence and its SOV translation (synonyms drawn at random).
+
+    ``held_out_slot`` 0 (subject) or 1 (object) draws that noun from :data:`HELD_OUT_NOUNS`
+    instead of :data:`NOUNS`; ``None`` (the training distribution) consumes the random
+    stream exactly as before the option existed.
+    """
+    if held_out_slot not in (None, 0, 1):
+        raise ValueError(f"held_out_slot must be None, 0 or 1, got {held_out_slot!r}")
+    subj_s, subj_t = _noun_phrase(rng, HELD_OUT_NOUNS if held_out_slot == 0 else NOUNS)
     verb = rng.choice(sorted(VERBS))
-    obj_s, obj_t = _noun_phrase(rng)
+    obj_s, obj_t = _noun_phrase(rng, HELD_OUT_NOUNS if held_out_slot == 1 else NOUNS)
     src = subj_s + [verb] + obj_s
     tgt = subj_t + obj_t + [_pick(rng, VERBS[verb])]
     if rng.random() < 0.3:
@@ -157,6 +186,23 @@ def unseen_source(pair: Pair) -> Pair:
     return Pair(tuple(UNSEEN[w] for w in pair.src_words), pair.tgt_words)
 
 
+def mixed_test_set(seed: int, n: int) -> Tuple[List[Pair], List[bool]]:
+    """``test_mixed``: ``n`` pairs and, per pair, whether it contains a held-out noun.
+
+    Each sentence independently has one held-out noun (subject or object, equally likely)
+    with probability :data:`MIXED_UNSEEN_FRACTION`; its own random stream, so the other
+    splits are unchanged.
+    """
+    rng = random.Random(seed * 1000 + 98)
+    pairs: List[Pair] = []
+    unseen: List[bool] = []
+    for _ in range(n):
+        held_out = rng.random() < MIXED_UNSEEN_FRACTION
+        pairs.append(sample_pair(rng, rng.randrange(2) if held_out else None))
+        unseen.append(held_out)
+    return pairs, unseen
+
+
 def generate(seed: int = 1, n_train: int = 3000, n_valid: int = 200, n_test: int = 200) -> Dict[str, List[Pair]]:
     """All splits as lists of pairs; a pure function of its arguments.
 
@@ -173,17 +219,25 @@ def generate(seed: int = 1, n_train: int = 3000, n_valid: int = 200, n_test: int
     perm_rng = random.Random(seed * 1000 + 99)
     splits["test_permuted"] = [permute_source(p, perm_rng) for p in splits["test"]]
     splits["test_unseen"] = [unseen_source(p) for p in splits["test"]]
+    splits[MIXED_SPLIT] = mixed_test_set(seed, n_test)[0]
     return splits
 
 
 
 
 def write_corpus(outdir: Path, splits: Dict[str, Sequence[Pair]], seed: int) -> Dict[str, object]:
-    """Write ``{split}.{en,de}`` (one sentence per line) and ``manifest.json``; each file atomically."""
+    """Write ``{split}.{en,de}`` (one sentence per line), ``test_mixed.unseen`` and ``manifest.json``; each atomically.
+
+    The labels of ``test_mixed`` (``1`` = the sentence has a held-out noun) are read off its
+    source words, so they describe exactly the sentences written.
+    """
     outdir.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
         atomic_write_text(outdir / f"{split}.{SRC_LANG}", "".join(p.src + "\n" for p in pairs))
         atomic_write_text(outdir / f"{split}.{TGT_LANG}", "".join(p.tgt + "\n" for p in pairs))
+    if MIXED_SPLIT in splits:
+        labels = "".join(f"{int(any(w in HELD_OUT_NOUNS for w in p.src_words))}\n" for p in splits[MIXED_SPLIT])
+        atomic_write_text(outdir / f"{MIXED_SPLIT}.{UNSEEN_LABELS_SUFFIX}", labels)
     manifest: Dict[str, object] = {
         "seed": seed,
         "source_lang": SRC_LANG,
@@ -193,6 +247,11 @@ def write_corpus(outdir: Path, splits: Dict[str, Sequence[Pair]], seed: int) -> 
             "test_permuted": "test source tokens randomly permuted; references of the original sentences",
             "test_unseen": "test sentences with an unseen (pseudo-French) source vocabulary",
         },
+        "mixed": {
+            MIXED_SPLIT: "in-domain sentences, about half with one noun held out of training (source and target); "
+            f"labels in {MIXED_SPLIT}.{UNSEEN_LABELS_SUFFIX} (1 = has a held-out noun)",
+        },
+        "held_out_source_words": sorted(HELD_OUT_NOUNS),
         "ambiguous_source_words": sorted(w for w, (t, _) in {**NOUNS, **VERBS}.items() if len(t) > 1),
     }
     atomic_write_text(outdir / "manifest.json", json.dumps(manifest, indent=2) + "\n")

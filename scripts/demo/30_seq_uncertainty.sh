@@ -2,17 +2,21 @@
 # Part 30: sequence-level uncertainty on the toy NMT task (issue #4), [Proxy] Tables 3-4 style:
 # ensemble of the teachers vs EnD student (forward_kl_mean_distillation) vs Proxy-EnD2 student
 # (part 20's rkl_dirichlet_proxy_distillation student): BLEU, sequence-level PRR, OOD ROC-AUC on the
-# permuted-source (test1) and unseen-vocabulary-source (test2) sets.
+# permuted-source (test1) and unseen-vocabulary-source (test2) sets. Then (issue 14, item 13) the same models
+# on test3 = test_mixed, where about half the sentences hold one noun never seen in training: knowledge
+# uncertainty predicts those errors, unlike the synonym-only errors of test (scripts/demo/seq_unseen_table.py).
 # Reuses part 20's $DEMO_OUT/seq_toy (builds it if missing), adds student_end/ and uncertainty/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="${DEMO_OUT:-demo_output}/seq_toy"
-subsets=(test test1 test2)
+subsets=(test test1 test2 test3)
+mixed_models=(ensemble EnD Proxy-EnD2)  # models decoded on test3 (test_mixed)
 if [[ "${DEMO_SMOKE:-0}" == 1 ]]; then
   out="${out}_smoke"
   export TEACHERS=2 TEACHER_UPDATES=60 STUDENT_UPDATES=40
   subsets=(test test1)
+  mixed_models=(ensemble)
 fi
 export TEACHERS=${TEACHERS:-3} TEACHER_UPDATES=${TEACHER_UPDATES:-400} STUDENT_UPDATES=${STUDENT_UPDATES:-600}
 export CRITERION=${CRITERION:-rkl_dirichlet_proxy_distillation}
@@ -48,17 +52,28 @@ declare -A paths=([ensemble]="$ensemble" [EnD]="$out/student_end/checkpoint_last
                   [Proxy-EnD2]="$out/student/checkpoint_last.pt")
 gen="$out/uncertainty"
 mkdir -p "$gen"
+# every decode runs in ONE Python process (fairseq's generate main, one argument list per queue line;
+# scripts/proxy_neurips2021/_generate_batch.py), so torch and fairseq are imported once, not once per decode
+queue="$gen/.queue.$$"
+rm -f "$queue"
 for model in ensemble EnD Proxy-EnD2; do
-  for subset in "${subsets[@]}"; do
+  model_subsets=("${subsets[@]}")
+  [[ " ${mixed_models[*]} " == *" $model "* && " ${subsets[*]} " != *" test3 "* ]] && model_subsets+=(test3)
+  for subset in "${model_subsets[@]}"; do
     dir="$gen/$model/$subset"
     [[ -f "$dir/generate-$subset.txt" ]] && grep -q "^Generate $subset" "$dir/generate-$subset.txt" && continue
     rm -rf "$dir"
-    fairseq-generate "$out/data-bin" --user-dir endist_seq --task translation_uncertainty --compute-uncertainty \
+    printf '%q ' "$out/data-bin" --user-dir endist_seq --task translation_uncertainty --compute-uncertainty \
       --path "${paths[$model]}" --gen-subset "$subset" --beam 5 --batch-size 200 --max-len-b 30 --cpu \
-      --num-workers 0 --results-path "$dir" 2> "$gen/$model.$subset.log" \
-      || { tail -n 20 "$gen/$model.$subset.log" >&2; echo "error: fairseq-generate failed ($model, $subset)" >&2; exit 1; }
+      --num-workers 0 --results-path "$dir" >> "$queue"
+    echo >> "$queue"
   done
 done
+if [[ -f "$queue" ]]; then
+  rc=0; python "$root/scripts/proxy_neurips2021/_generate_batch.py" "$queue" > "$gen/generate.log" 2>&1 || rc=$?
+  rm -f "$queue"
+  [[ $rc == 0 ]] || { tail -n 20 "$gen/generate.log" >&2; echo "error: fairseq-generate failed (log: $gen/generate.log)" >&2; exit 1; }
+fi
 echo "example output (ensemble, first sentence of the in-domain batch):"
 grep -m1 -A0 "^U-" "$gen/ensemble/test/generate-test.txt" | cut -c1-160
 
@@ -72,3 +87,12 @@ done
 endist-seq-eval --out-dir "$out/uncertainty_report" --title "Toy NMT: ensemble vs EnD vs Proxy-EnD2" "${args[@]}" \
   2> "$gen/eval.log" || { cat "$gen/eval.log" >&2; exit 1; }
 echo "report: $out/uncertainty_report/seq_eval.md (+ seq_eval.json, PNGs)"
+
+# --- knowledge uncertainty vs errors: synonym-only test vs partly-unseen test_mixed (test3) ----------
+args=()
+for model in "${mixed_models[@]}"; do
+  args+=(--model "$model" "$gen/$model/test/generate-test.txt" "$gen/$model/test3/generate-test3.txt")
+done
+python "$here/seq_unseen_table.py" --labels "$out/raw/test_mixed.unseen" --out "$out/uncertainty_report/unseen.md" \
+  "${args[@]}" 2> "$gen/unseen.log" || { cat "$gen/unseen.log" >&2; exit 1; }
+echo "report: $out/uncertainty_report/unseen.md (+ unseen.json)"

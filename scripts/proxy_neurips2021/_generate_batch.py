@@ -1,6 +1,7 @@
 """Run several `fairseq-generate` command lines (one shell-quoted argument list per line, without the
 program name) in one Python process: `fairseq_cli.generate.cli_main` with `sys.argv` set per line, so
-torch + fairseq are imported once. Used by the --smoke mode of 23_wmt_generate.sh; each line must
+torch + fairseq are imported once. Used by the --smoke mode of 23_wmt_generate.sh and by demo part 30
+(scripts/demo/30_seq_uncertainty.sh); each line must
 carry its own `--results-path` (fairseq writes `generate-<subset>.txt` there). Stops at the first failure.
 """
 import shlex

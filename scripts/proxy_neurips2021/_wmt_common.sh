@@ -3,6 +3,7 @@
 #   UPDATE_FREQ      distillation --update-freq; the library default 1 means "the paper's 32 / NGPUS"
 #   TEACHER_UPDATE_FREQ  teacher --update-freq (default 8 / NGPUS: the paper's 8 GPUs x 4096 tokens)
 #   SPM_VOCAB        joint sentencepiece vocabulary (40000, the paper's 40k BPE); not used in smoke mode
+#   SMOKE_UPDATES    smoke mode only: --max-update of the teachers and students (default 40: plumbing only)
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 OUT_DIR="$(mkdir -p "$OUT_DIR" && cd "$OUT_DIR" && pwd)"  # absolute: the steps cd to the repository root
@@ -19,9 +20,9 @@ if [[ "$SMOKE" == 1 ]]; then
   DEVICE=(--cpu --num-workers 0 --data-buffer-size 0)
   TEACHER_ARGS=(--task translation "${MODEL_ARGS[@]}" --criterion label_smoothed_cross_entropy --label-smoothing 0.1
                 --optimizer adam --adam-betas '(0.9,0.98)' --lr 5e-3 --lr-scheduler inverse_sqrt --warmup-updates 10
-                --dropout 0.1 --batch-size 64 --max-update 40 --update-freq 1)
+                --dropout 0.1 --batch-size 64 --max-update "${SMOKE_UPDATES:-40}" --update-freq 1)
   STUDENT_ARGS=("${MODEL_ARGS[@]}" --optimizer adam --adam-betas '(0.9,0.98)' --lr 5e-3 --lr-scheduler inverse_sqrt
-                --warmup-updates 10 --dropout 0.1 --batch-size 64 --max-update 40 --update-freq "$UPDATE_FREQ")
+                --warmup-updates 10 --dropout 0.1 --batch-size 64 --max-update "${SMOKE_UPDATES:-40}" --update-freq "$UPDATE_FREQ")
   GEN_EXTRA=(--cpu --batch-size 64 --nbest 1 --max-len-a 1 --max-len-b 5)  # short outputs: the 40-update models babble
 else
   MEMBERS="${MEMBERS:-10}"

@@ -3,12 +3,13 @@
 #
 # Usage: scripts/seq/prepare_toy_data.sh RAW_DIR DEST_DIR [SPM_VOCAB_SIZE]
 #
-#   RAW_DIR   holds {train,valid,test,test_permuted,test_unseen}.{en,de}
+#   RAW_DIR   holds {train,valid,test,test_permuted,test_unseen,test_mixed}.{en,de}
 #             (written by `python -m endist_seq.toy_corpus RAW_DIR`; the two OOD
-#             files are optional).
+#             files and the partly-unseen test_mixed are optional).
 #   DEST_DIR  the fairseq data-bin directory to create. Subsets: train, valid,
-#             test, and (when present) test1 = test_permuted, test2 = test_unseen;
-#             the mapping is written to DEST_DIR/subsets.txt.
+#             test, and (when present, numbered in this order) test1 = test_permuted,
+#             test2 = test_unseen, test3 = test_mixed (held-out nouns become <unk>: the
+#             dictionaries are the training text's); the mapping is written to DEST_DIR/subsets.txt.
 #   SPM_VOCAB_SIZE  optional: first train a joint sentencepiece model on the
 #             training text (DEST_DIR/spm.model) and binarise the sentencepiece
 #             pieces with a joined dictionary. Decode with
@@ -42,7 +43,7 @@ trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$TMP"
 
 TESTS=(test)
-for ood in test_permuted test_unseen; do
+for ood in test_permuted test_unseen test_mixed; do
   [[ -s "$RAW/$ood.en" && -s "$RAW/$ood.de" ]] && TESTS+=("$ood")
 done
 

@@ -5,8 +5,10 @@
 #
 # Every stage runs up to and including the named one and skips outputs that already
 # exist, so other scripts (tests, the demo, the uncertainty demo) can reuse OUTDIR:
-#   OUTDIR/raw/                       raw text ({train,valid,test,test_permuted,test_unseen}.{en,de})
-#   OUTDIR/data-bin/                  fairseq-preprocess output (test1 = permuted, test2 = unseen source)
+#   OUTDIR/raw/                       raw text ({train,valid,test,test_permuted,test_unseen,test_mixed}.{en,de},
+#                                     test_mixed.unseen = 1 per sentence with a noun held out of training)
+#   OUTDIR/data-bin/                  fairseq-preprocess output (test1 = permuted, test2 = unseen source,
+#                                     test3 = test_mixed: partly unseen inputs)
 #   OUTDIR/teachers/teacherN/checkpoint_last.pt   N = 1..TEACHERS, seed N
 #   OUTDIR/student/checkpoint_last.pt           distilled with $CRITERION
 #   OUTDIR/bleu.txt                   one line per model: name, BLEU on the toy test set
@@ -56,6 +58,11 @@ stage_reached() {  # true if the requested stage is at or after $1
 }
 
 # --- data -------------------------------------------------------------------------------
+# an OUT made before test_mixed existed: rewrite the raw text (train/valid/test are byte-identical) and rebinarise
+if [[ -f "$OUT/raw/manifest.json" && ! -f "$OUT/raw/test_mixed.en" ]]; then rm -f "$OUT/raw/manifest.json"; fi
+if [[ -f "$OUT/data-bin/subsets.txt" ]] && ! grep -q " test_mixed$" "$OUT/data-bin/subsets.txt"; then
+  rm -f "$OUT/data-bin/subsets.txt"
+fi
 if [[ ! -f "$OUT/raw/manifest.json" ]]; then
   "$PY" -m endist_seq.toy_corpus "$OUT/raw" --seed "$SEED" 2>&1 | grep -v -i "warn\|tensorboardX" || true
   [[ -f "$OUT/raw/manifest.json" ]] || { echo "error: toy corpus generation failed" >&2; exit 1; }

@@ -60,7 +60,7 @@ def test_ood_variants(toy_raw):
 
 def test_binarised_data(toy_data_bin):
     subsets = dict(line.split() for line in (toy_data_bin / "subsets.txt").read_text().splitlines())
-    assert subsets == {"test": "test", "test1": "test_permuted", "test2": "test_unseen"}
+    assert subsets == {"test": "test", "test1": "test_permuted", "test2": "test_unseen", "test3": "test_mixed"}
     for split in ("train", "valid", "test", "test1", "test2"):
         for lang in ("en", "de"):
             assert (toy_data_bin / f"{split}.en-de.{lang}.bin").stat().st_size > 0
