@@ -58,8 +58,8 @@ if [[ ! -f "$student/checkpoint_last.pt" ]]; then
   rm -rf "$student" && mv "$student.tmp" "$student"
   echo "cache student trained in $(( $(date +%s) - t0 )) s: $student/checkpoint_last.pt"
 fi
-for s in student "student_cache_k$topk"; do
-  echo "$s: $(grep -o 'train_wall [0-9.]*' "$out/$s/train.log" | tail -n 1 || true) (fairseq's training wall seconds)"
+for s in student "student_cache_k$topk"; do  # fairseq's own training time (data loading and validation included)
+  echo "$s: $(grep -o 'done training in [0-9.]* seconds' "$out/$s/train.log" | tail -n 1 || true)"
 done
 
 # --- decode both students with uncertainty, one report -------------------------------------------------------
