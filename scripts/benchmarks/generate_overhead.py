@@ -18,7 +18,9 @@ over all batches, which includes our teacher-forced scoring and the ``U-`` lines
 The overhead of repeat *r* is plain throughput ÷ uncertainty throughput of the two runs of that
 repeat; the script prints the median and min–max over ``--repeats`` (≥ 5 for a number you quote),
 after ``--warmup`` unrecorded pairs. The torch thread count is fixed (``--threads``, default 1) and
-printed. Also recorded: **wall** (the whole ``main`` call: task, models, data, generation, output).
+printed. Each run starts after ``gc.collect()``: otherwise Python's full (generation-2) garbage collection of
+the ~350k objects of fairseq, hydra and the previous runs' models lands inside some runs' loops (0.2–0.3 CPU s,
+more than the whole toy loop), which made the per-repeat ratio swing between 0.4 and 1.7. Also recorded: **wall** (the whole ``main`` call: task, models, data, generation, output).
 It checks that the two runs write identical hypotheses. With ``--ep-share`` it also runs
 ``ep_measures_share.py`` ``--repeats`` times: the time of the expectation-of-products measures (issue 14)
 relative to the generation loop without them (median ``ep_extra``; issue 14's target ≤ 3%), and the
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import logging
 import os
@@ -123,6 +126,7 @@ def _generate(argv: List[str], results: Path, subset: str, capture: _RateCapture
 
     args = options.parse_args_and_arch(options.get_generation_parser(), input_args=[*argv, "--results-path", str(results)])
     capture.match, clock.cpu = None, 0.0
+    gc.collect()  # no full collection of the previous runs' garbage inside this run's clock (it cost 0.2-0.3 s)
     start = time.perf_counter()
     try:
         generate.main(args)
