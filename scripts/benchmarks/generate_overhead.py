@@ -307,7 +307,11 @@ def main() -> int:
             row(f"fairseq-generate --compute-uncertainty overhead, CPU (plain/uncertainty sentences per CPU s; {what})",
                 ratios["cpu_throughput"], TARGET),
             row(f"fairseq-generate --compute-uncertainty overhead, CPU (plain/uncertainty sentences/s wall; {what})",
-                ratios["throughput"], TARGET)])
+                ratios["throughput"], TARGET),
+            *([row(f"fairseq-generate --compute-uncertainty overhead inside one run, CPU ((search + re-scoring) / search "
+                   f"CPU s; {what})", [1 + s["rescore_extra"] for s in result["ep_share_runs"]], TARGET),
+               row(f"EP chain-rule measures / generation loop without them, CPU ({what})",
+                   [s["ep_extra"] for s in result["ep_share_runs"]], "<= 0.03")] if args.ep_share else [])])
     return 0
 
 
