@@ -6,8 +6,7 @@ Runs fairseq-generate in this process (arguments as on its command line) with ti
 * ``TranslationUncertaintyTask.inference_step`` — the generation loop proper (search + teacher-forced
   re-scoring + every measure), the work fairseq's "Translated N sentences in X s" timer covers;
 * the EP-only functions ``measures.prefix_log_weights`` and ``measures.weighted_ensemble_uncertainty``
-  (what issue 14 added to the re-scoring; the PE measures were there before),
-
+  (what issue 14 added to the re-scoring; the PE measures were there before);
 * ``HypothesisScorer.score`` — all the re-scoring after the search (``rescore_s``), and inside it
   ``HypothesisScorer._member_outputs`` — the teacher-forced decoder passes of the M members (``forcing_s``),
 
