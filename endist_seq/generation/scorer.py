@@ -122,14 +122,15 @@ class HypothesisScorer:
     def _member_outputs(self, model: torch.nn.Module, encoder_out: Any, prev: Tensor, mask: Tensor) -> Tensor:
         """The member's log-probs (or, for a Dirichlet student, concentrations) at the masked positions, ``[P, K]``."""
         decoder_out = model.decoder(prev, encoder_out=encoder_out)
-        logits = decoder_out[0]
+        # only the masked (non-pad) positions: the temperature and the normalisation act row by row,
+        # so selecting first gives the same values and skips the padded rows
+        logits = decoder_out[0][mask]
         if self.temperature != 1.0:
             logits = logits / self.temperature
         if self.kind == "dirichlet":
-            return alphas_from_logits(logits[mask], offset=self.model_offset, parametrization=getattr(self, "parametrization", "exp"))
+            return alphas_from_logits(logits, offset=self.model_offset, parametrization=getattr(self, "parametrization", "exp"))
         extra = decoder_out[1] if len(decoder_out) > 1 else None
-        log_probs = model.get_normalized_probs((logits, extra), log_probs=True, sample=None)
-        return log_probs[mask]
+        return model.get_normalized_probs((logits.unsqueeze(0), extra), log_probs=True, sample=None)[0]
 
     def _groups(self, lengths: List[int], vocab: int) -> List[List[int]]:
         """Split hypothesis indices into groups whose probability block fits ``max_elements``."""
@@ -181,14 +182,20 @@ class HypothesisScorer:
         seq_parts: List[Dict[str, Optional[Tensor]]] = []
         tok_parts: List[M.TokenStats] = []
         group_of: List[List[int]] = self._groups(lengths, vocab)
+        batch_size = int(net_input["src_tokens"].shape[0])
+        all_scores = [float(hypos[i][j]["score"]) for i, j in selected]
+        chosen_parts: List[Tensor] = []
         for group in group_of:
-            order = torch.tensor([selected[g][0] for g in group], dtype=torch.long, device=device)
+            rows = [selected[g][0] for g in group]
+            order = torch.tensor(rows, dtype=torch.long, device=device)
+            identity = rows == list(range(batch_size))  # --nbest 1, every sentence: no encoder reordering needed
             prev, targets, mask = self._teacher_forcing_batch([tokens[g] for g in group], device)
             outputs = [
-                self._member_outputs(m, m.encoder.reorder_encoder_out(enc, order), prev, mask)
+                self._member_outputs(m, enc if identity else m.encoder.reorder_encoder_out(enc, order), prev, mask)
                 for m, enc in zip(self.models, encoder_outs)
             ]
             chosen = targets[mask]
+            chosen_parts.append(chosen)
             group_lengths = mask.sum(1)
             segment = torch.arange(len(group), device=device).repeat_interleave(group_lengths)
             if self.kind == "ensemble":
@@ -200,12 +207,10 @@ class HypothesisScorer:
                 stats = M.dirichlet_token_stats(outputs[0], chosen)
             else:
                 stats = M.single_token_stats(outputs[0], chosen)
-            scores = torch.tensor(
-                [float(hypos[selected[g][0]][selected[g][1]]["score"]) for g in group], dtype=torch.float64
-            )
+            scores = torch.tensor([all_scores[g] for g in group], dtype=torch.float64)
             seq_parts.append(M.sequence_measures(stats, segment, group_lengths, self.kind, scores.to(device)))
             tok_parts.append(stats)
-        self._attach(hypos, results, selected, group_of, seq_parts, tok_parts, lengths)
+        self._attach(hypos, results, selected, group_of, seq_parts, tok_parts, lengths, chosen_parts, all_scores)
         return results
 
     def _vocab_size(self) -> int:
@@ -223,30 +228,44 @@ class HypothesisScorer:
         seq_parts: List[Dict[str, Optional[Tensor]]],
         tok_parts: List[M.TokenStats],
         lengths: List[int],
+        chosen_parts: List[Tensor],
+        scores: List[float],
     ) -> None:
+        """Python values of every scored hypothesis: one ``tolist()`` per block (token measures stacked,
+        sequence measures stacked, tokens), then list slices per hypothesis."""
         undefined_tok = M.undefined_token_measures(self.kind)
-        for group, seq, stats in zip(groups, seq_parts, tok_parts):
+        log_probs = _sequence_log_probs([hypos[i][j] for i, j in selected], lengths)
+        for group, seq, stats, chosen in zip(groups, seq_parts, tok_parts, chosen_parts):
             names = list(seq)
-            columns = [None if seq[k] is None else seq[k].tolist() for k in names]  # type: ignore[union-attr]
-            tok_values = {k: v.tolist() for k, v in stats.measures.items()}
+            defined = [k for k in names if seq[k] is not None]
+            seq_rows = dict(zip(defined, torch.stack([seq[k] for k in defined]).tolist())) if defined else {}  # type: ignore[misc]
+            tok_names = [name for name in M.TOKEN_MEASURES if name not in undefined_tok]
+            # float32 measures become float64 exactly, so the Python floats are those of per-measure tolist()
+            tok_rows = torch.stack([stats.measures[name].to(torch.float64) for name in tok_names]).tolist() if tok_names else []
+            tok_values = dict(zip(tok_names, tok_rows))
+            token_ids = chosen.tolist()
             offset = 0
             for pos, g in enumerate(group):
                 i, j = selected[g]
                 length = lengths[g]
+                end = offset + length
                 token: Dict[str, Optional[List[float]]] = {
-                    name: None if name in undefined_tok else tok_values[name][offset : offset + length]
-                    for name in M.TOKEN_MEASURES
+                    name: None if name in undefined_tok else tok_values[name][offset:end] for name in M.TOKEN_MEASURES
                 }
-                offset += length
-                sequence = {k: (None if col is None else col[pos]) for k, col in zip(names, columns)}
+                sequence = {k: (seq_rows[k][pos] if k in seq_rows else None) for k in names}
+                log_prob = log_probs[g]
+                if log_prob is None:  # no positional scores: −L·tu_pe
+                    tu_pe = sequence.get("tu_pe")
+                    log_prob = float("nan") if tu_pe is None else -length * float(tu_pe)
                 result = HypothesisUncertainty(
                     rank=j,
-                    tokens=hypos[i][j]["tokens"].tolist(),
-                    score=float(hypos[i][j]["score"]),
-                    log_prob=_sequence_log_prob(hypos[i][j], sequence, length),
+                    tokens=token_ids[offset:end],
+                    score=scores[g],
+                    log_prob=log_prob,
                     sequence=sequence,
                     token=token,
                 )
+                offset = end
                 hypos[i][j]["uncertainty"] = result
                 results[i].hypotheses.append(result)
         for sent in results:
@@ -274,3 +293,20 @@ def _sequence_log_prob(hypo: Dict[str, Any], sequence: Dict[str, Optional[float]
         return float(positional.to(torch.float64).sum())
     tu_pe = sequence.get("tu_pe")
     return float("nan") if tu_pe is None else -length * float(tu_pe)
+
+
+def _sequence_log_probs(hypos: List[Dict[str, Any]], lengths: List[int]) -> List[Optional[float]]:
+    """:func:`_sequence_log_prob`'s positional-score sums of many hypotheses, one float64 row sum per length
+    (a row of a ``[n, L]`` sum is the same float64 sum as the 1-D sum of that row); ``None`` where a hypothesis
+    has no positional scores of its length (then −L·tu_pe)."""
+    out: List[Optional[float]] = [None] * len(hypos)
+    by_length: Dict[int, List[int]] = {}
+    for k, (hypo, length) in enumerate(zip(hypos, lengths)):
+        positional = hypo.get("positional_scores")
+        if isinstance(positional, torch.Tensor) and positional.numel() == length:
+            by_length.setdefault(length, []).append(k)
+    for length, members in by_length.items():
+        rows = torch.stack([hypos[k]["positional_scores"].reshape(length) for k in members])
+        for k, value in zip(members, rows.to(torch.float64).sum(dim=1).tolist()):
+            out[k] = value
+    return out

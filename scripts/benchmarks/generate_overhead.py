@@ -18,13 +18,18 @@ over all batches, which includes our teacher-forced scoring and the ``U-`` lines
 The overhead of repeat *r* is plain throughput ÷ uncertainty throughput of the two runs of that
 repeat; the script prints the median and min–max over ``--repeats`` (≥ 5 for a number you quote),
 after ``--warmup`` unrecorded pairs. The torch thread count is fixed (``--threads``, default 1) and
-printed. Also recorded: **wall** (the whole ``main`` call: task, models, data, generation, output).
+printed. Each run starts after ``gc.collect()``: otherwise Python's full (generation-2) garbage collection of
+the ~350k objects of fairseq, hydra and the previous runs' models lands inside some runs' loops (0.2–0.3 CPU s,
+more than the whole toy loop), which made the per-repeat ratio swing between 0.4 and 1.7. Also recorded: **wall** (the whole ``main`` call: task, models, data, generation, output).
 It checks that the two runs write identical hypotheses. With ``--ep-share`` it also runs
 ``ep_measures_share.py`` ``--repeats`` times: the time of the expectation-of-products measures (issue 14)
-relative to the generation loop without them (median ``ep_extra``; issue 14's target ≤ 3%). Usage::
+relative to the generation loop without them (median ``ep_extra``; issue 14's target ≤ 3%), and the
+re-scoring's CPU time relative to the search within the same run (``rescore_extra``, of which the
+teacher-forced decoder passes ``forcing_extra``: the floor of re-scoring the hypotheses). Usage::
 
     python scripts/benchmarks/generate_overhead.py --data DATA_BIN --paths a.pt:b.pt [--subset test]
     python scripts/benchmarks/generate_overhead.py --toy-dir bench_output/toy   # builds the toy teachers if needed
+    python scripts/benchmarks/generate_overhead.py --toy-layers 3 --toy-dim 256   # a 3-layer, 256-dim pair (trained once)
 
 Writes ``--out`` (JSON, default ``bench_output/generate_overhead.json``) atomically, and with
 ``--json OUT`` the overhead row in the format of ``scripts/benchmarks/bench_rows.py``.
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import logging
 import os
@@ -120,6 +126,7 @@ def _generate(argv: List[str], results: Path, subset: str, capture: _RateCapture
 
     args = options.parse_args_and_arch(options.get_generation_parser(), input_args=[*argv, "--results-path", str(results)])
     capture.match, clock.cpu = None, 0.0
+    gc.collect()  # no full collection of the previous runs' garbage inside this run's clock (it cost 0.2-0.3 s)
     start = time.perf_counter()
     try:
         generate.main(args)
@@ -133,11 +140,40 @@ def _generate(argv: List[str], results: Path, subset: str, capture: _RateCapture
     return sentences / clock.cpu, float(capture.match.group(2)), wall, [line for line in lines if line.startswith("H-")]
 
 
-def _toy(toy_dir: Path) -> Tuple[Path, str]:
-    paths = [toy_dir / "teachers" / f"teacher{i}" / "checkpoint_last.pt" for i in (1, 2)]
-    if not all(p.is_file() for p in paths):
-        env = _env() | {"TEACHERS": "2", "PYTHON": sys.executable}
-        subprocess.run(["bash", str(REPO / "scripts/seq/toy_pipeline.sh"), str(toy_dir), "teachers"], cwd=REPO, env=env, check=True)
+def _toy(toy_dir: Path, layers: int = 0, dim: int = 0, updates: int = 150) -> Tuple[Path, str]:
+    """The toy pair of teachers (``scripts/seq/toy_model.args``); with ``layers``/``dim``, a pair of that size
+    trained for ``updates`` updates on the same toy data (timing-representative, not good translations)."""
+    if not layers:
+        paths = [toy_dir / "teachers" / f"teacher{i}" / "checkpoint_last.pt" for i in (1, 2)]
+        if not all(p.is_file() for p in paths):
+            env = _env() | {"TEACHERS": "2", "PYTHON": sys.executable}
+            subprocess.run(["bash", str(REPO / "scripts/seq/toy_pipeline.sh"), str(toy_dir), "teachers"], cwd=REPO, env=env, check=True)
+        return toy_dir / "data-bin", ":".join(map(str, paths))
+    if not (toy_dir / "data-bin" / "dict.en.txt").is_file():
+        env = _env() | {"PYTHON": sys.executable}
+        subprocess.run(["bash", str(REPO / "scripts/seq/toy_pipeline.sh"), str(toy_dir), "data"], cwd=REPO, env=env, check=True)
+    root = toy_dir / f"teachers_l{layers}_d{dim}"
+    paths = [root / f"teacher{i}" / "checkpoint_last.pt" for i in (1, 2)]
+    heads = 4 if dim % 4 == 0 else 1
+    for seed, path in enumerate(paths, start=1):
+        if path.is_file():
+            continue
+        tmp = Path(f"{path.parent}.tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        cmd = [str(BIN / "fairseq-train"), str(toy_dir / "data-bin"), "--user-dir", str(REPO / "endist_seq"), "--task", "translation",
+               "--seed", str(seed), "--arch", "transformer", "--share-decoder-input-output-embed",
+               "--encoder-layers", str(layers), "--decoder-layers", str(layers), "--encoder-embed-dim", str(dim),
+               "--decoder-embed-dim", str(dim), "--encoder-ffn-embed-dim", str(2 * dim), "--decoder-ffn-embed-dim", str(2 * dim),
+               "--encoder-attention-heads", str(heads), "--decoder-attention-heads", str(heads),
+               "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--cpu", "--num-workers", "0",
+               "--data-buffer-size", "0", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
+               "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "50", "--batch-size", "64", "--dropout", "0.1",
+               "--max-update", str(updates), "--disable-validation", "--no-epoch-checkpoints", "--log-format", "simple",
+               "--save-dir", str(tmp)]
+        with open(tmp / "train.log", "w") as log:
+            if subprocess.run(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                sys.exit(f"error: training the {layers}-layer {dim}-dim toy teacher {seed} failed (log: {tmp / 'train.log'})")
+        os.replace(tmp, path.parent)
     return toy_dir / "data-bin", ":".join(map(str, paths))
 
 
@@ -146,6 +182,11 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="fairseq data-bin directory")
     parser.add_argument("--paths", help="checkpoints, colon-separated (an ensemble) or one")
     parser.add_argument("--toy-dir", type=Path, default=Path("bench_output/toy"), help="toy pipeline dir (used without --data)")
+    parser.add_argument("--toy-layers", type=int, default=0,
+                        help="without --data: use (and train once, into TOY_DIR/teachers_l<L>_d<D>) a pair of toy teachers "
+                             "with this many encoder and decoder layers (0: the toy pipeline's teachers)")
+    parser.add_argument("--toy-dim", type=int, default=256, help="embedding dimension of the --toy-layers teachers")
+    parser.add_argument("--toy-updates", type=int, default=150, help="training updates of the --toy-layers teachers")
     parser.add_argument("--subset", default="test")
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--nbest", type=int, default=1)
@@ -164,7 +205,9 @@ def main() -> int:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
-    data, paths = (args.data, args.paths) if args.data else _toy(args.toy_dir)
+    if args.toy_layers < 0 or args.toy_dim < 1 or args.toy_updates < 1:
+        parser.error("--toy-layers must be >= 0, --toy-dim and --toy-updates >= 1")
+    data, paths = (args.data, args.paths) if args.data else _toy(args.toy_dir, args.toy_layers, args.toy_dim, args.toy_updates)
     if not Path(data).is_dir():
         parser.error(f"--data {data}: not a directory")
 
@@ -234,10 +277,14 @@ def main() -> int:
             if proc.returncode != 0 or not line:
                 sys.exit(f"error: ep_measures_share.py failed:\n{proc.stderr[-2000:]}")
             shares.append(json.loads(line[-1][len("EP_SHARE "):]))
-            print(f"repeat {rep + 1}/{args.repeats} EP measures {shares[-1]['ep_s']:.4f} s of generation loop "
-                  f"{shares[-1]['inference_s']:.2f} s: +{100 * shares[-1]['ep_extra']:.2f}%", flush=True)
+            print(f"repeat {rep + 1}/{args.repeats} EP measures {shares[-1]['ep_s']:.4f} CPU s of generation loop "
+                  f"{shares[-1]['inference_s']:.2f} CPU s: +{100 * shares[-1]['ep_extra']:.2f}%; all re-scoring "
+                  f"+{100 * shares[-1]['rescore_extra']:.2f}% of the search, of which teacher forcing "
+                  f"+{100 * shares[-1]['forcing_extra']:.2f}%", flush=True)
         result["ep_share_runs"] = shares
         result["ep_extra"] = statistics.median(s["ep_extra"] for s in shares)
+        result["rescore_extra"] = statistics.median(s["rescore_extra"] for s in shares)
+        result["forcing_extra"] = statistics.median(s["forcing_extra"] for s in shares)
     c, t = stats["cpu_throughput"], stats["throughput"]
     print(f"overhead (median of {args.repeats}): generation loop sentences per CPU second plain/uncertainty x{c['median']:.4f} "
           f"(min-max {c['min']:.4f}-{c['max']:.4f}); sentences/s x{t['median']:.4f} (min-max {t['min']:.4f}-{t['max']:.4f}); "
@@ -245,6 +292,8 @@ def main() -> int:
     if args.ep_share:
         print(f"EP chain-rule measures (median of {args.repeats}): +{100 * result['ep_extra']:.2f}% of the generation loop "
               "without them (target <= 3%)")
+        print(f"inside one uncertainty run (median of {args.repeats}): re-scoring +{100 * result['rescore_extra']:.2f}% of the "
+              f"search, teacher-forced passes alone +{100 * result['forcing_extra']:.2f}%")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_out = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
@@ -252,11 +301,17 @@ def main() -> int:
     os.replace(tmp_out, args.out)
     if args.json:
         what = f"{len(paths.split(':'))} models, beam {args.beam}"
+        if not args.data and args.toy_layers:
+            what += f", {args.toy_layers}-layer {args.toy_dim}-dim toy teachers"
         write_rows(args.json, [
             row(f"fairseq-generate --compute-uncertainty overhead, CPU (plain/uncertainty sentences per CPU s; {what})",
                 ratios["cpu_throughput"], TARGET),
             row(f"fairseq-generate --compute-uncertainty overhead, CPU (plain/uncertainty sentences/s wall; {what})",
-                ratios["throughput"], TARGET)])
+                ratios["throughput"], TARGET),
+            *([row(f"fairseq-generate --compute-uncertainty overhead inside one run, CPU ((search + re-scoring) / search "
+                   f"CPU s; {what})", [1 + s["rescore_extra"] for s in result["ep_share_runs"]], TARGET),
+               row(f"EP chain-rule measures / generation loop without them, CPU ({what})",
+                   [s["ep_extra"] for s in result["ep_share_runs"]], "<= 0.03")] if args.ep_share else [])])
     return 0
 
 

@@ -1,0 +1,150 @@
+"""Fast paths of the ``--compute-uncertainty`` re-scoring (issue 16): same values as the plain computation.
+
+* :func:`~endist_seq.generation.scorer._sequence_log_probs` (one row sum per length) equals the per-hypothesis
+  float64 sum :func:`~endist_seq.generation.scorer._sequence_log_prob` bit for bit;
+* ``_member_outputs`` normalises only the non-pad positions: equal to normalising the whole padded block first;
+* :meth:`HypothesisScorer.score` (batched teacher forcing, encoder reuse without reordering for ``--nbest 1``,
+  stacked ``tolist``) against an unbatched float64 recomputation of each hypothesis from the chain-rule formulas
+  (Malinin & Gales 2021, §3), for ``--nbest 1`` (one group, identity order) and ``--nbest 2`` (reordered encoder outputs) in one group or split into groups.
+"""
+
+import argparse
+import math
+from typing import Any, Dict, List
+
+import pytest
+import torch
+from fairseq.data import Dictionary
+from fairseq.models.transformer import TransformerModel, base_architecture
+
+from endist_seq.generation.scorer import HypothesisScorer, _sequence_log_prob, _sequence_log_probs
+
+
+class _Task:
+    def __init__(self, dictionary: Dictionary) -> None:
+        self.source_dictionary = dictionary
+        self.target_dictionary = dictionary
+
+
+def _models(seeds=(0, 1)) -> tuple:
+    dictionary = Dictionary()
+    for i in range(20):
+        dictionary.add_symbol(f"w{i}")
+    args = argparse.Namespace(
+        encoder_embed_dim=16, encoder_ffn_embed_dim=32, encoder_layers=1, encoder_attention_heads=2,
+        decoder_embed_dim=16, decoder_ffn_embed_dim=32, decoder_layers=2, decoder_attention_heads=2,
+        dropout=0.0, max_source_positions=64, max_target_positions=64,
+    )
+    base_architecture(args)
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(TransformerModel.build_model(args, _Task(dictionary)).eval())
+    return dictionary, models
+
+
+def _batch(dictionary: Dictionary, nbest: int, seed: int = 3) -> tuple:
+    """Left-padded sources and ``nbest`` random hypotheses (ending in </s>) per sentence, fairseq's dict layout."""
+    gen = torch.Generator().manual_seed(seed)
+    pad, eos, first = dictionary.pad(), dictionary.eos(), dictionary.nspecial
+    src_lengths = [5, 3, 7, 4]
+    width = max(src_lengths)
+    src = torch.full((len(src_lengths), width), pad, dtype=torch.long)
+    for i, n in enumerate(src_lengths):
+        src[i, width - n:] = torch.cat([torch.randint(first, len(dictionary), (n - 1,), generator=gen), torch.tensor([eos])])
+    hypos: List[List[Dict[str, Any]]] = []
+    for i in range(len(src_lengths)):
+        sent = []
+        for r in range(nbest):
+            length = int(torch.randint(1, 8, (1,), generator=gen))
+            tokens = torch.cat([torch.randint(first, len(dictionary), (length - 1,), generator=gen), torch.tensor([eos])])
+            positional = -torch.rand(length, generator=gen) * 3
+            sent.append({"tokens": tokens, "score": float(-r - torch.rand(1, generator=gen)), "positional_scores": positional})
+        hypos.append(sent)
+    net_input = {"src_tokens": src, "src_lengths": torch.tensor(src_lengths)}
+    return net_input, hypos
+
+
+def test_grouped_log_prob_sums_are_bitwise_the_per_hypothesis_sums() -> None:
+    gen = torch.Generator().manual_seed(0)
+    hypos, lengths = [], []
+    for length in list(range(1, 70)) * 2:
+        dtype = torch.float32 if length % 3 else torch.float64
+        hypos.append({"positional_scores": (torch.randn(length, generator=gen) * 4).to(dtype)})
+        lengths.append(length)
+    hypos += [{}, {"positional_scores": torch.zeros(3)}]  # missing; wrong length → fall back to −L·tu_pe
+    lengths += [4, 5]
+    fast = _sequence_log_probs(hypos, lengths)
+    for hypo, length, value in zip(hypos, lengths, fast):
+        if "positional_scores" in hypo and hypo["positional_scores"].numel() == length:
+            assert value == _sequence_log_prob(hypo, {}, length)  # exact, not approximate
+        else:
+            assert value is None
+
+
+def test_normalising_only_the_kept_positions_equals_normalising_the_padded_block() -> None:
+    dictionary, models = _models()
+    net_input, hypos = _batch(dictionary, nbest=1)
+    scorer = HypothesisScorer(models, "ensemble", pad=dictionary.pad(), eos=dictionary.eos(), temperature=0.7)
+    prev, _, mask = scorer._teacher_forcing_batch([h[0]["tokens"] for h in hypos], torch.device("cpu"))
+    assert not bool(mask.all())  # the batch has padded positions
+    with torch.no_grad():
+        for model in models:
+            encoder_out = model.encoder.forward_torchscript(net_input)
+            out = model.decoder(prev, encoder_out=encoder_out)
+            whole = model.get_normalized_probs((out[0] / 0.7, out[1]), log_probs=True, sample=None)[mask]
+            assert torch.equal(scorer._member_outputs(model, encoder_out, prev, mask), whole)
+
+
+def _reference(models: List[torch.nn.Module], src: torch.Tensor, tokens: torch.Tensor, eos: int, pad: int) -> Dict[str, Any]:
+    """One hypothesis alone (no padding anywhere), measures from float64 formulas."""
+    src = src[src.ne(pad)].unsqueeze(0)
+    prev = torch.cat([torch.tensor([eos]), tokens[:-1]]).unsqueeze(0)
+    member = []
+    with torch.no_grad():
+        for model in models:
+            enc = model.encoder(src, src_lengths=torch.tensor([src.shape[1]]))
+            member.append(torch.log_softmax(model.decoder(prev, encoder_out=enc)[0][0].double(), dim=-1))
+    lp = torch.stack(member)  # [M, L, K]
+    m, length = lp.shape[0], lp.shape[1]
+    chosen = lp[:, torch.arange(length), tokens]  # [M, L]
+    mean = lp.exp().mean(0)
+    prefix = torch.cat([torch.zeros(m, 1, dtype=torch.float64), chosen.cumsum(1)[:, :-1]], dim=1)  # ln P_m(y<l)
+    w = torch.softmax(prefix, dim=0)  # [M, L]
+    ep = (w.unsqueeze(-1) * lp.exp()).sum(0)
+    entropy = lambda p: -(p * p.log()).sum(-1)  # noqa: E731
+    pe_log_prob = mean[torch.arange(length), tokens].log()
+    return {
+        "pe_log_prob": pe_log_prob.tolist(),
+        "pe_total": entropy(mean).tolist(),
+        "ep_log_prob": ep[torch.arange(length), tokens].log().tolist(),
+        "ep_total": entropy(ep).tolist(),
+        "tu_pe": float(-pe_log_prob.mean()),
+        "tu_ep": float(-(torch.logsumexp(chosen.sum(1), 0) - math.log(m)) / length),
+        "member_nll": float(-chosen.sum(1).mean() / length),
+    }
+
+
+@pytest.mark.parametrize("nbest,max_elements", [(1, 1 << 26), (2, 1 << 26), (2, 400)])
+def test_score_matches_unbatched_float64_formulas(nbest: int, max_elements: int) -> None:
+    dictionary, models = _models()
+    net_input, hypos = _batch(dictionary, nbest=nbest)
+    scorer = HypothesisScorer(models, "ensemble", pad=dictionary.pad(), eos=dictionary.eos(), max_elements=max_elements)
+    lengths = [int(h["tokens"].numel()) for sent in hypos for h in sent]
+    groups = scorer._groups(lengths, len(dictionary) * 1)
+    assert (len(groups) == 1) == (max_elements > 400)  # 400: several groups; nbest 2: reordered encoder outputs
+    results = scorer.score(net_input, hypos, nbest)
+    for i, sent in enumerate(results):
+        assert [h.rank for h in sent.hypotheses] == list(range(nbest))
+        for hyp in sent.hypotheses:
+            source = hypos[i][hyp.rank]
+            assert hyp.tokens == source["tokens"].tolist()
+            assert hyp.score == source["score"]
+            assert hyp.log_prob == float(source["positional_scores"].to(torch.float64).sum())
+            ref = _reference(models, net_input["src_tokens"][i], source["tokens"], dictionary.eos(), dictionary.pad())
+            for name in ("pe_log_prob", "pe_total", "ep_log_prob", "ep_total"):
+                assert hyp.token[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-5), name
+            for name in ("tu_pe", "tu_ep", "member_nll"):
+                assert hyp.sequence[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-5), name
+        if nbest == 1:
+            assert sent.weighted == sent.hypotheses[0].sequence
