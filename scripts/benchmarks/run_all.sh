@@ -58,7 +58,7 @@ else
 fi
 toy="${BENCH_TOY:-bench_output/toy}"
 if [[ "$smoke" != 1 && ( -f "$toy/teachers/teacher2/checkpoint_last.pt" || "${BENCH_GENERATE:-0}" == 1 ) ]]; then
-  bench generate generate_overhead.py --toy-dir "$toy" --threads "$threads"
+  bench generate generate_overhead.py --toy-dir "$toy" --threads "$threads" --ep-share
 else
   table_args+=(--missing "fairseq-generate --compute-uncertainty time overhead, CPU|<= 1.1|needs toy teachers in $toy (BENCH_GENERATE=1 builds them)")
 fi
