@@ -17,6 +17,10 @@ and forward KL (``proxy_dirichlet_loss``, normalised). The student logits are a 
     python scripts/benchmarks/teacher_cache_error.py [--n 32] [--v 40000] [--m 5] [--ks 16,64,256]
         [--temps 1,1.5,1.7,2,3,5,10] [--values fp32] [--json OUT]
 
+``--fairseq-data DATA_BIN --ensemble-paths t1.pt,t2.pt [--student s.pt] [--subset valid]`` replaces the synthetic
+batch by real teachers' distributions at the target tokens of the first ``--n`` sentences of a split (e.g. the
+toy corpus of ``scripts/seq/toy_pipeline.sh``; k > V are dropped).
+
 ``--json OUT`` writes one row per (criterion, k, T, loss|grad) in the format of ``bench_rows.py``
 (the measured error as median = min = max; no target).
 """
@@ -63,6 +67,32 @@ def synthetic_batch(n: int, v: int, m: int, zipf: float = 2.0, spread: float = 0
     return lp, student
 
 
+def fairseq_batch(data_bin: str, teacher_paths: List[str], student_path: str, subset: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real teachers' member log-probs ``[P, M, V]`` (float32) at the P target tokens of the first ``n`` sentences of
+    ``subset`` (teacher forcing), and the student's log-probs there ``[P, V]`` (float64; without ``student_path``
+    the members' mean log-probability) — the toy corpus' own distributions instead of a synthetic batch."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    from endist_seq.teachers import TeacherEnsemble
+
+    user_dir = str(Path(__file__).resolve().parents[2] / "endist_seq")
+    args = options.parse_args_and_arch(options.get_generation_parser(),
+                                       [data_bin, "--user-dir", user_dir, "--task", "translation", "--cpu"])
+    task = tasks.setup_task(convert_namespace_to_omegaconf(args).task)
+    task.load_dataset(subset)
+    ds = task.dataset(subset)
+    sample = ds.collater([ds[i] for i in range(min(n, len(ds)))])
+    mask = sample["target"].ne(task.target_dictionary.pad())
+    with torch.no_grad():
+        lp = TeacherEnsemble.load(teacher_paths, task).log_probs(sample["net_input"], mask).float()
+        if student_path:
+            z = TeacherEnsemble.load([student_path], task).log_probs(sample["net_input"], mask)[:, 0].double()
+        else:
+            z = lp.double().mean(1)
+    return lp, z
+
+
 def _value_grad(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> tuple[float, torch.Tensor]:
     x = z.detach().clone().requires_grad_(True)
     value = fn(x)
@@ -105,17 +135,31 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--temps", default="1,1.5,1.7,2,3,5,10", help="temperatures (grid: " + ",".join(f"{t:g}" for t in DEFAULT_TEMPERATURES) + ")")
     p.add_argument("--values", default="fp32", choices=("fp32", "fp16"), help="dtype of the record's ln-values")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--fairseq-data", help="instead of the synthetic batch: a fairseq DATA_BIN whose --ensemble-paths "
+                   "teachers give the member log-probs (--v, --m, --zipf, --spread are then ignored)")
+    p.add_argument("--ensemble-paths", default="", help="with --fairseq-data: comma-separated teacher checkpoints")
+    p.add_argument("--student", default="", help="with --fairseq-data: a student checkpoint whose log-probs are the "
+                   "point where losses and gradients are compared (default: the members' mean log-probs)")
+    p.add_argument("--subset", default="valid", help="with --fairseq-data: the split whose first --n sentences are used")
     p.add_argument("--json", help="write the rows here (bench_rows.py format)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    ks = sorted({int(k) for k in a.ks.split(",") if k} | {a.v})
-    ks = [k for k in ks if 1 <= k <= a.v]
+    if a.fairseq_data:
+        paths = [x for x in a.ensemble_paths.split(",") if x]
+        if not paths:
+            p.error("--fairseq-data needs --ensemble-paths")
+        lp, z = fairseq_batch(a.fairseq_data, paths, a.student, a.subset, a.n)
+        a.m, a.v = lp.shape[1], lp.shape[2]
     temps = [float(t) for t in a.temps.split(",") if t]
     value_dtype = torch.float16 if a.values == "fp16" else torch.float32
-    lp, z = synthetic_batch(a.n, a.v, a.m, a.zipf, a.spread)
+    ks = [k for k in sorted({int(k) for k in a.ks.split(",") if k} | {a.v}) if 1 <= k <= a.v]
+    if not a.fairseq_data:
+        lp, z = synthetic_batch(a.n, a.v, a.m, a.zipf, a.spread)
     lp64 = lp.double()
     top1 = float(lp64.exp().mean(1).max(-1).values.mean())
-    print(f"N={a.n} V={a.v} M={a.m} zipf={a.zipf:g} spread={a.spread:g} values={a.values}; mean top-1 probability of p̄ {top1:.3f}; torch threads {torch.get_num_threads()}")
+    source = (f"{a.fairseq_data} ({a.subset}, {a.n} sentences, {lp.shape[0]} target tokens)" if a.fairseq_data
+              else f"synthetic N={a.n} zipf={a.zipf:g} spread={a.spread:g}")
+    print(f"{source} V={a.v} M={a.m} values={a.values}; mean top-1 probability of p̄ {top1:.3f}; torch threads {torch.get_num_threads()}")
     print("grid temperatures: " + ", ".join(f"{t:g}" for t in DEFAULT_TEMPERATURES) + " (other T: interpolated)")
     refs: Dict[tuple, tuple] = {}
     for t in temps:
