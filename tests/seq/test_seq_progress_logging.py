@@ -2,7 +2,7 @@
 
 * ``endist-seq-eval`` run as a real command with its stderr on a pseudo-terminal (``pty.openpty``) draws tqdm
   bars (reading the files, sentence BLEU); on a pipe it prints no bar; ``--progress on`` forces them (the
-  other forcings are tested with ``endist-vision``, tests/vision/test_progress_logging.py).
+  other forcings are tested with ``endist-vision``, tests/vision/test_vision_progress_logging.py).
 * ``fairseq-train --tensorboard-logdir`` with an endist criterion records α₀, β̂₀ and the annealed temperature
   (logged through ``fairseq.metrics``), read back with tensorboard's ``EventAccumulator``.
 """
