@@ -35,6 +35,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import torch
 
+from shared.io import sha256_file
+
 from .errors import ConfigError
 
 CACHE_FORMAT = "endist-vision-teacher-cache"
@@ -44,15 +46,6 @@ FLAG = "distill.teacher_cache"
 
 
 # ---- what a cache is built from ----------------------------------------------------------------------------
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes (read in ``chunk``-byte pieces)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def teacher_identity(sources: list[str | dict[str, Any]], flag: str = "distill.teacher") -> list[dict[str, Any]]:
     """One entry per teacher source (in ``distill.teacher`` order): the sha256 of the file its weights come
     from (a run directory's ``checkpoints/final.pt``, an external entry's ``weights``) and, for external

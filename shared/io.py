@@ -9,6 +9,7 @@ file is created with ``os.open(..., 0o666)``, so the kernel applies the umask it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -82,3 +83,12 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes, read in ``chunk``-byte pieces (how teacher caches identify their teachers)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

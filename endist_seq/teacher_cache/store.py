@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from endist_seq.errors import EndistUserError
-from shared.io import atomic_write_json
+from shared.io import atomic_write_json, sha256_file
 from shared.teacher_cache import CacheLayout, TeacherCacheRecord
 
 #: ``manifest.json`` ``kind`` and format version
@@ -50,14 +50,6 @@ _CHUNK_RE = re.compile(r"^chunk-(\d{6})\.pt$")
 
 class TeacherCacheError(EndistUserError):
     """A teacher cache is missing, incomplete, stale or does not match the training run (one line)."""
-
-
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sha256_symbols(dictionary: Any) -> str:

@@ -52,28 +52,17 @@ declare -A paths=([ensemble]="$ensemble" [EnD]="$out/student_end/checkpoint_last
                   [Proxy-EnD2]="$out/student/checkpoint_last.pt")
 gen="$out/uncertainty"
 mkdir -p "$gen"
-# every decode runs in ONE Python process (fairseq's generate main, one argument list per queue line;
-# scripts/proxy_neurips2021/_generate_batch.py), so torch and fairseq are imported once, not once per decode
+source "$here/decode_queue.sh"
 queue="$gen/.queue.$$"
 rm -f "$queue"
 for model in ensemble EnD Proxy-EnD2; do
   model_subsets=("${subsets[@]}")
   [[ " ${mixed_models[*]} " == *" $model "* && " ${subsets[*]} " != *" test3 "* ]] && model_subsets+=(test3)
   for subset in "${model_subsets[@]}"; do
-    dir="$gen/$model/$subset"
-    [[ -f "$dir/generate-$subset.txt" ]] && grep -q "^Generate $subset" "$dir/generate-$subset.txt" && continue
-    rm -rf "$dir"
-    printf '%q ' "$out/data-bin" --user-dir endist_seq --task translation_uncertainty --compute-uncertainty \
-      --path "${paths[$model]}" --gen-subset "$subset" --beam 5 --batch-size 200 --max-len-b 30 --cpu \
-      --num-workers 0 --results-path "$dir" >> "$queue"
-    echo >> "$queue"
+    queue_decode "$queue" "$out/data-bin" "${paths[$model]}" "$subset" "$gen/$model/$subset"
   done
 done
-if [[ -f "$queue" ]]; then
-  rc=0; python "$root/scripts/proxy_neurips2021/_generate_batch.py" "$queue" > "$gen/generate.log" 2>&1 || rc=$?
-  rm -f "$queue"
-  [[ $rc == 0 ]] || { tail -n 20 "$gen/generate.log" >&2; echo "error: fairseq-generate failed (log: $gen/generate.log)" >&2; exit 1; }
-fi
+run_decode_queue "$queue" "$gen/generate.log"
 echo "example output (ensemble, first sentence of the in-domain batch):"
 grep -m1 -A0 "^U-" "$gen/ensemble/test/generate-test.txt" | cut -c1-160
 

@@ -66,24 +66,15 @@ done
 declare -A paths=([on-the-fly]="$out/student/checkpoint_last.pt" [cache]="$student/checkpoint_last.pt")
 gen="$out/uncertainty_cache_k$topk"
 mkdir -p "$gen"
+source "$here/decode_queue.sh"
 queue="$gen/.queue.$$"
 rm -f "$queue"
 for model in on-the-fly cache; do
   for subset in "${subsets[@]}"; do
-    dir="$gen/$model/$subset"
-    [[ -f "$dir/generate-$subset.txt" ]] && grep -q "^Generate $subset" "$dir/generate-$subset.txt" && continue
-    rm -rf "$dir"
-    printf '%q ' "$out/data-bin" --user-dir endist_seq --task translation_uncertainty --compute-uncertainty \
-      --path "${paths[$model]}" --gen-subset "$subset" --beam 5 --batch-size 200 --max-len-b 30 --cpu \
-      --num-workers 0 --results-path "$dir" >> "$queue"
-    echo >> "$queue"
+    queue_decode "$queue" "$out/data-bin" "${paths[$model]}" "$subset" "$gen/$model/$subset"
   done
 done
-if [[ -f "$queue" ]]; then
-  rc=0; python "$root/scripts/proxy_neurips2021/_generate_batch.py" "$queue" > "$gen/generate.log" 2>&1 || rc=$?
-  rm -f "$queue"
-  [[ $rc == 0 ]] || { tail -n 20 "$gen/generate.log" >&2; echo "error: fairseq-generate failed (log: $gen/generate.log)" >&2; exit 1; }
-fi
+run_decode_queue "$queue" "$gen/generate.log"
 args=()
 for model in on-the-fly cache; do
   args+=(--model "Proxy-EnD2 $model" --id "$gen/$model/test/generate-test.txt" --ood "permuted=$gen/$model/test1/generate-test1.txt")
