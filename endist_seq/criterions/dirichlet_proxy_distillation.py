@@ -33,36 +33,14 @@ class DirichletProxyDistillation(DistillationCriterion):
 
     direction = "forward"
 
+    def _options(self, temperature: float, target: ProxyTarget) -> dict:
+        """The keyword arguments the uncached and the cached loss share."""
+        return dict(direction=self.direction, model_offset=self.model_offset, target_offset=self.target_offset,
+                    estimator=self.estimator, normalize=True, temperature=temperature, target=target, reduction="none",
+                    parametrization=self.parametrization, clip_precision=self.clip_precision)
+
     def distillation_loss(self, logits: Tensor, teacher_log_probs: Tensor, temperature: float, target: ProxyTarget) -> Tensor:
-        return proxy_dirichlet_loss(
-            logits,
-            None,
-            direction=self.direction,
-            model_offset=self.model_offset,
-            target_offset=self.target_offset,
-            estimator=self.estimator,
-            normalize=True,
-            temperature=temperature,
-            target=target,
-            reduction="none",
-            parametrization=self.parametrization,
-            clip_precision=self.clip_precision,
-            topk=self.topk,
-        )
+        return proxy_dirichlet_loss(logits, None, topk=self.topk, **self._options(temperature, target))
 
     def cached_distillation_loss(self, logits: Tensor, record, layout, temperature: float, target: ProxyTarget) -> Tensor:
-        return cached_proxy_dirichlet_loss(
-            logits,
-            record,
-            layout,
-            direction=self.direction,
-            model_offset=self.model_offset,
-            target_offset=self.target_offset,
-            estimator=self.estimator,
-            normalize=True,
-            temperature=temperature,
-            reduction="none",
-            parametrization=self.parametrization,
-            clip_precision=self.clip_precision,
-            target=target,
-        )
+        return cached_proxy_dirichlet_loss(logits, record, layout, **self._options(temperature, target))

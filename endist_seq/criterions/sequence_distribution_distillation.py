@@ -39,29 +39,13 @@ class SequenceDistributionDistillation(DistillationCriterion):
             raise FlagError(f"--central-smoothing must be in [0, 1), got {cfg.central_smoothing}")
         self.smoothing = float(cfg.central_smoothing)
 
+    def _options(self, temperature: float) -> dict:
+        """The keyword arguments the uncached and the cached loss share."""
+        return dict(temperature=temperature, smoothing=self.smoothing, model_offset=self.model_offset, reduction="none",
+                    parametrization=self.parametrization, clip_precision=self.clip_precision)
+
     def distillation_loss(self, logits: Tensor, teacher_log_probs: Tensor, temperature: float, target: ProxyTarget) -> Tensor:
-        return dirichlet_nll_loss(
-            logits,
-            teacher_log_probs,
-            temperature=temperature,
-            smoothing=self.smoothing,
-            model_offset=self.model_offset,
-            reduction="none",
-            parametrization=self.parametrization,
-            clip_precision=self.clip_precision,
-            topk=self.topk,
-        )
+        return dirichlet_nll_loss(logits, teacher_log_probs, topk=self.topk, **self._options(temperature))
 
     def cached_distillation_loss(self, logits: Tensor, record, layout, temperature: float, target: ProxyTarget) -> Tensor:
-        return cached_dirichlet_nll_loss(
-            logits,
-            record,
-            layout,
-            temperature=temperature,
-            smoothing=self.smoothing,
-            model_offset=self.model_offset,
-            reduction="none",
-            parametrization=self.parametrization,
-            clip_precision=self.clip_precision,
-            merge_rest=bool(self.topk),
-        )
+        return cached_dirichlet_nll_loss(logits, record, layout, merge_rest=bool(self.topk), **self._options(temperature))
