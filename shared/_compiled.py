@@ -101,9 +101,12 @@ def use_compiled(x: torch.Tensor) -> bool:
     )
 
 
-def run_chunked(fn: Callable, rows: int, tensors: Sequence[torch.Tensor], pads: Sequence[float], *args) -> Optional[List[torch.Tensor]]:
+def run_chunked(fn: Callable, rows: int, tensors: Sequence[torch.Tensor], pads: Sequence[float], *args,
+                prepare: Optional[Callable[[int, torch.Tensor], torch.Tensor]] = None) -> Optional[List[torch.Tensor]]:
     """``fn(*chunks, *args)`` compiled, over fixed-size row chunks of ``tensors`` (the last chunk padded
     with ``pads``), outputs (tensors with the chunk's rows first, or None) concatenated over the rows.
+    ``prepare(i, chunk)``, if given, maps the chunk of ``tensors[i]`` eagerly first (e.g. a temperature, which
+    would make the compiled graph recompile for every value; per chunk, not a full-size copy).
     None if compilation failed (the caller then takes its eager path)."""
     global _failed
     compiled = _compiled.get(fn)
@@ -113,7 +116,7 @@ def run_chunked(fn: Callable, rows: int, tensors: Sequence[torch.Tensor], pads: 
     results: List[Optional[torch.Tensor]] = []
     try:
         for s in range(0, n, rows):
-            chunks = [t[s : s + rows] for t in tensors]
+            chunks = [t[s : s + rows] if prepare is None else prepare(i, t[s : s + rows]) for i, t in enumerate(tensors)]
             e = chunks[0].shape[0]
             if e < rows:  # pad: the compiled graph has a static shape
                 chunks = [torch.cat([c, c.new_full((rows - e,) + c.shape[1:], p)]) for c, p in zip(chunks, pads)]
@@ -141,12 +144,19 @@ def compiled_kl_to_target(
 
 
 def compiled_proxy_kl(
-    z: torch.Tensor, lp: torch.Tensor, offset: float, target_offset: float, estimator: str, reverse: bool, need_grad: bool
+    z: torch.Tensor, lp: torch.Tensor, offset: float, target_offset: float, estimator: str, reverse: bool, need_grad: bool,
+    temperature: float = 1.0,
 ) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]]:
     """:func:`proxy_kl_terms` compiled over row chunks of about :data:`CHUNK_ELEMENTS` logits (pads: z = 0,
-    uniform members ln 1/K); None if compilation failed."""
+    uniform members ln 1/K), logits and members tempered per chunk (z / T, log_softmax(ln p / T));
+    None if compilation failed. The gradient is with respect to z / T (the caller scales by 1/T)."""
     k = z.shape[-1]
     rows = max(1, CHUNK_ELEMENTS // max(k, 1))
+    def prepare(i: int, c: torch.Tensor) -> torch.Tensor:
+        c = c.float()  # half teachers: upcast per chunk
+        if temperature == 1.0:
+            return c.contiguous()
+        return c / temperature if i == 0 else torch.log_softmax(c / temperature, dim=-1)
     out = run_chunked(proxy_kl_terms, rows, (z, lp), (0.0, -math.log(max(k, 1))), float(offset), float(target_offset),
-                      estimator, reverse, need_grad)
+                      estimator, reverse, need_grad, prepare=prepare)
     return None if out is None else (out[0], out[1], out[2])

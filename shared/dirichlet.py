@@ -110,17 +110,17 @@ def proxy_target(
     flat = log_probs.reshape(-1, m, k)
     n = flat.shape[0]
     rows = max(1, (CUDA_CHUNK_ELEMENTS if log_probs.is_cuda else CHUNK_ELEMENTS) // (m * k))
-    beta = torch.empty(n, k, dtype=dtype, device=log_probs.device)
-    precision = torch.empty(n, dtype=dtype, device=log_probs.device)
     with torch.no_grad():
         fused = None
         if use_compiled(flat) and dtype == flat.dtype:
-            # the temperature is applied outside the compiled body, which is compiled once (T = 1)
-            tempered = flat if temperature == 1.0 else torch.log_softmax(flat / temperature, dim=-1)
-            fused = run_chunked(_target_chunk, rows, (tempered,), (0.0,), estimator, float(offset), 1.0, True)
+            # the temperature is applied per chunk outside the compiled body, which is compiled once (T = 1)
+            tempered = None if temperature == 1.0 else (lambda i, c: torch.log_softmax(c / temperature, dim=-1))
+            fused = run_chunked(_target_chunk, rows, (flat,), (0.0,), estimator, float(offset), 1.0, True, prepare=tempered)
         if fused is not None:
             precision, beta = fused
         else:
+            beta = torch.empty(n, k, dtype=dtype, device=log_probs.device)
+            precision = torch.empty(n, dtype=dtype, device=log_probs.device)
             for s in range(0, n, rows):
                 prec, b = _target_chunk(upcast(flat[s : s + rows], dtype), estimator, offset, temperature)
                 precision[s : s + rows] = prec

@@ -413,7 +413,7 @@ class _WithGradient(torch.autograd.Function):
 def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,
                          normalize, temperature, mask, reduction) -> Optional[torch.Tensor]:
     """:func:`proxy_dirichlet_loss` with the defaults on a large float32 CPU batch (masked teachers
-    already replaced): temperature applied outside; the Proxy target ([Proxy] eq. 17) and the KL to it
+    already replaced): the Proxy target ([Proxy] eq. 17) and the KL to it
     (eq. 13–16), value and gradient, in one compiled pass per row chunk
     (:func:`shared._compiled.proxy_kl_terms`), so β is never written to memory. None if compilation failed."""
     k = student_logits.shape[-1]
@@ -421,18 +421,15 @@ def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_off
     z = student_logits
     if mask is not None:
         z = mask_rows(z, mask, 0.0, z.dim() - mask.dim())
-    lp = teacher_log_probs.to(torch.float32)
-    if temperature != 1.0:
-        z = z / temperature
-        lp = torch.log_softmax(lp / temperature, dim=-1)
-    m = lp.shape[-2]
+    m = teacher_log_probs.shape[-2]
     z2 = z.reshape(-1, k)
-    with torch.no_grad():
-        out = compiled_proxy_kl(z2, lp.reshape(-1, m, k).contiguous(), float(model_offset), float(target_offset),
-                                estimator, direction == "reverse", z2.requires_grad)
+    with torch.no_grad():  # half teachers are upcast and both sides tempered per chunk, inside compiled_proxy_kl
+        out = compiled_proxy_kl(z2, teacher_log_probs.reshape(-1, m, k), float(model_offset), float(target_offset),
+                                estimator, direction == "reverse", z2.requires_grad, temperature)
     if out is None:  # compilation failed: the caller takes the eager path
         return None
-    value, precision = _WithGradient.apply(z2, out[0], out[1]), out[2]
+    grad = out[1] if out[1] is None or temperature == 1.0 else out[1].div_(temperature)  # ∂/∂z = ∂/∂(z/T) / T
+    value, precision = _WithGradient.apply(z2, out[0], grad), out[2]
     value, precision = value.reshape(lead), precision.reshape(lead)
     if normalize:
         if mask is not None:

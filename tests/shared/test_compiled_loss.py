@@ -135,3 +135,16 @@ def test_compiled_gradient_is_scaled_in_place_once(compiled):
     zd = z.double().requires_grad_()
     (ref,) = torch.autograd.grad(3.0 * _float64_proxy_loss(zd, lp, 1.0, "reverse", 1.0).mean(), zd)
     torch.testing.assert_close(g1.double(), ref, rtol=2e-2, atol=1e-5)
+
+
+def test_compiled_paths_temper_and_upcast_per_chunk(compiled):
+    z, lp = _inputs(4)
+    tempered = proxy_target(lp, temperature=2.0)  # tempering applied chunk by chunk before the compiled body
+    assert _target_chunk in C._compiled
+    ref = proxy_target(lp.double(), temperature=2.0)
+    torch.testing.assert_close(tempered.precision.double(), ref.precision, rtol=1e-4, atol=0)
+    torch.testing.assert_close(tempered.beta.double(), ref.beta, rtol=1e-4, atol=1e-6)
+    half = lp.to(torch.bfloat16)  # bf16 teachers are upcast per chunk: the same as upcasting them first
+    a = losses.proxy_dirichlet_loss(z, half, temperature=2.0, reduction="none")
+    b = losses.proxy_dirichlet_loss(z, half.float(), temperature=2.0, reduction="none")
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
