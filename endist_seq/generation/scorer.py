@@ -1,13 +1,19 @@
-"""Teacher-force the final hypotheses through the model(s) and compute their uncertainty.
+"""Compute the uncertainty of the final hypotheses from each member's distributions at their positions.
 
-After the (unchanged) search, the n-best hypotheses of a batch are re-run in
-one batched, non-incremental forward pass per member: the decoder input is
-``</s> y_1 .. y_{L-1}`` and position l yields the member's distribution
-P_m(· | y_<l, x). This reproduces the distributions the search used (up to
-float rounding: the search decodes incrementally) without touching the search
-code, costs one decoder pass over N·L tokens per member (the beam search made
-L passes over beam·N tokens) and works for every fairseq search strategy and
-for ``--score-reference``.
+Where the distributions come from:
+
+* **the search's own decoder states** (default, plain beam search/sampling with fairseq transformer
+  decoders): :class:`~endist_seq.generation.search_record.SearchRecord` kept every member's last hidden
+  state at every step; each hypothesis' positions are found by following the beam's parent rows back
+  from the row it was finalised from, and one output-layer product per position gives
+  P_m(· | y_<l, x) — the distributions the search used (up to float rounding of the output
+  projection on a different number of rows);
+* **teacher forcing** (``--score-reference``, ``--print-alignment``, other decoders,
+  ``--uncertainty-record-mb 0`` or a batch over that bound): the n-best hypotheses of a batch are re-run
+  in one batched, non-incremental forward pass per member with decoder input ``</s> y_1 .. y_{L-1}``;
+  position l yields P_m(· | y_<l, x). This reproduces the search's distributions up to float rounding
+  (the search decodes incrementally), costs one decoder pass over N·L tokens per member and works for
+  every fairseq search strategy.
 
 The generation ``--temperature`` T is applied as in fairseq's ``EnsembleModel``
 (logits / T) before the softmax or, for a Dirichlet student, before
@@ -26,6 +32,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from endist_seq.generation import measures as M
+from endist_seq.generation.search_record import SearchRecord
 from shared.dirichlet import proxy_target
 from shared.uncertainty import alphas_from_logits
 
@@ -120,16 +127,24 @@ class HypothesisScorer:
         return prev, targets, mask
 
     def _member_outputs(self, model: torch.nn.Module, encoder_out: Any, prev: Tensor, mask: Tensor) -> Tensor:
-        """The member's log-probs (or, for a Dirichlet student, concentrations) at the masked positions, ``[P, K]``."""
+        """The member's log-probs (or, for a Dirichlet student, concentrations) at the masked positions, ``[P, K]``,
+        by teacher forcing ``prev`` through its decoder."""
         decoder_out = model.decoder(prev, encoder_out=encoder_out)
         # only the masked (non-pad) positions: the temperature and the normalisation act row by row,
         # so selecting first gives the same values and skips the padded rows
-        logits = decoder_out[0][mask]
+        return self._normalised(model, decoder_out[0][mask], decoder_out[1] if len(decoder_out) > 1 else None)
+
+    def _member_outputs_from_states(self, model: torch.nn.Module, states: Tensor) -> Tensor:
+        """The same ``[P, K]`` from the search's kept decoder states ``[P, d]`` (:mod:`~endist_seq.generation.search_record`):
+        only the decoder's output layer runs."""
+        return self._normalised(model, model.decoder.output_layer(states), None)
+
+    def _normalised(self, model: torch.nn.Module, logits: Tensor, extra: Any) -> Tensor:
+        """logits ``[P, K]`` / T, then log-softmax (via the model's ``get_normalized_probs``) or α = exp(z) + offset."""
         if self.temperature != 1.0:
             logits = logits / self.temperature
         if self.kind == "dirichlet":
             return alphas_from_logits(logits, offset=self.model_offset, parametrization=getattr(self, "parametrization", "exp"))
-        extra = decoder_out[1] if len(decoder_out) > 1 else None
         return model.get_normalized_probs((logits.unsqueeze(0), extra), log_probs=True, sample=None)[0]
 
     def _groups(self, lengths: List[int], vocab: int) -> List[List[int]]:
@@ -154,6 +169,7 @@ class HypothesisScorer:
         hypos: List[List[Dict[str, Any]]],
         nbest: int,
         encoder_outs: Optional[List[Any]] = None,
+        record: Optional[SearchRecord] = None,
     ) -> List[SentenceUncertainty]:
         """Uncertainty of the top ``nbest`` hypotheses of every sentence of a batch.
 
@@ -161,7 +177,9 @@ class HypothesisScorer:
         ``net_input``. Each scored hypothesis dict also receives the result under
         ``"uncertainty"`` (a :class:`HypothesisUncertainty`). ``encoder_outs`` (one per
         model, batch order of ``net_input``) are reused when the search already computed
-        them; otherwise the encoders are run again.
+        them; otherwise the encoders are run again. With the search's ``record`` of this batch (decoder
+        states of the same models), the distributions come from the kept states (output layer only)
+        wherever every hypothesis is found in it; otherwise by teacher forcing.
         """
         selected = [(i, j) for i, sent in enumerate(hypos) for j in range(min(nbest, len(sent)))]
         results = [
@@ -176,7 +194,8 @@ class HypothesisScorer:
         lengths = [int(t.numel()) for t in tokens]
         if min(lengths) < 1:
             raise ValueError("cannot score an empty hypothesis (no tokens, not even </s>)")
-        if encoder_outs is None or len(encoder_outs) != len(self.models):
+        located = record.locate([i for i, _ in selected], [t.tolist() for t in tokens]) if record is not None else None
+        if located is None and (encoder_outs is None or len(encoder_outs) != len(self.models)):
             encoder_outs = [m.encoder.forward_torchscript(net_input) for m in self.models]
         vocab = self._vocab_size()
         seq_parts: List[Dict[str, Optional[Tensor]]] = []
@@ -186,17 +205,27 @@ class HypothesisScorer:
         all_scores = [float(hypos[i][j]["score"]) for i, j in selected]
         chosen_parts: List[Tensor] = []
         for group in group_of:
-            rows = [selected[g][0] for g in group]
-            order = torch.tensor(rows, dtype=torch.long, device=device)
-            identity = rows == list(range(batch_size))  # --nbest 1, every sentence: no encoder reordering needed
-            prev, targets, mask = self._teacher_forcing_batch([tokens[g] for g in group], device)
-            outputs = [
-                self._member_outputs(m, enc if identity else m.encoder.reorder_encoder_out(enc, order), prev, mask)
-                for m, enc in zip(self.models, encoder_outs)
-            ]
-            chosen = targets[mask]
+            if located is not None and record is not None:
+                flat = torch.tensor([row for g in group for row in located[g]], dtype=torch.long)
+                outputs = [
+                    self._member_outputs_from_states(m, record.states(k).index_select(0, flat.to(record.states(k).device)))
+                    for k, m in enumerate(self.models)
+                ]
+                chosen = torch.cat([tokens[g] for g in group]).to(device=device, dtype=torch.long)
+                group_lengths = torch.tensor([lengths[g] for g in group], device=device)
+            else:
+                assert encoder_outs is not None
+                rows = [selected[g][0] for g in group]
+                order = torch.tensor(rows, dtype=torch.long, device=device)
+                identity = rows == list(range(batch_size))  # --nbest 1, every sentence: no encoder reordering needed
+                prev, targets, mask = self._teacher_forcing_batch([tokens[g] for g in group], device)
+                outputs = [
+                    self._member_outputs(m, enc if identity else m.encoder.reorder_encoder_out(enc, order), prev, mask)
+                    for m, enc in zip(self.models, encoder_outs)
+                ]
+                chosen = targets[mask]
+                group_lengths = mask.sum(1)
             chosen_parts.append(chosen)
-            group_lengths = mask.sum(1)
             segment = torch.arange(len(group), device=device).repeat_interleave(group_lengths)
             if self.kind == "ensemble":
                 stats = M.ensemble_token_stats(torch.stack(outputs, dim=1), chosen, segment, group_lengths)
@@ -243,6 +272,10 @@ class HypothesisScorer:
             # float32 measures become float64 exactly, so the Python floats are those of per-measure tolist()
             tok_rows = torch.stack([stats.measures[name].to(torch.float64) for name in tok_names]).tolist() if tok_names else []
             tok_values = dict(zip(tok_names, tok_rows))
+            tok_columns = [(name, tok_values.get(name)) for name in M.TOKEN_MEASURES]
+            undefined_column = [None] * len(group)
+            # one tuple of sequence values per hypothesis (a transpose in C, not a dict lookup per value)
+            seq_by_hypothesis = list(zip(*[seq_rows.get(k, undefined_column) for k in names]))
             token_ids = chosen.tolist()
             offset = 0
             for pos, g in enumerate(group):
@@ -250,9 +283,9 @@ class HypothesisScorer:
                 length = lengths[g]
                 end = offset + length
                 token: Dict[str, Optional[List[float]]] = {
-                    name: None if name in undefined_tok else tok_values[name][offset:end] for name in M.TOKEN_MEASURES
+                    name: None if column is None else column[offset:end] for name, column in tok_columns
                 }
-                sequence = {k: (seq_rows[k][pos] if k in seq_rows else None) for k in names}
+                sequence = dict(zip(names, seq_by_hypothesis[pos]))
                 log_prob = log_probs[g]
                 if log_prob is None:  # no positional scores: −L·tu_pe
                     tu_pe = sequence.get("tu_pe")

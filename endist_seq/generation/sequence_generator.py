@@ -5,7 +5,10 @@
 for ``--score-reference``, any search strategy): it calls it unchanged, then
 scores the n-best hypotheses with :class:`~endist_seq.generation.scorer.HypothesisScorer`.
 The search therefore sees exactly the distributions of plain
-``fairseq-generate`` and the hypotheses and scores are identical.
+``fairseq-generate`` and the hypotheses and scores are identical. For the plain
+``SequenceGenerator`` the models are handed over as :class:`RecordingEnsembleModel`, which
+keeps the encoder outputs and the search's per-step decoder states, from which the scorer
+takes the hypotheses' distributions without decoding them again.
 
 The one deliberate exception is ``--dirichlet-mean-decoding`` for a Dirichlet
 student: the search then decodes with the expected distribution of the
@@ -27,10 +30,12 @@ import math
 from typing import Any, Dict, List, Optional
 
 import torch
+from fairseq.models.transformer import TransformerDecoderBase
 from fairseq.sequence_generator import EnsembleModel
 from torch import Tensor
 
 from endist_seq.generation.scorer import HypothesisScorer, SentenceUncertainty
+from endist_seq.generation.search_record import SearchRecord
 from shared.uncertainty import alphas_from_logits
 
 
@@ -62,20 +67,98 @@ class DirichletMeanModel(torch.nn.Module):
 
 
 class RecordingEnsembleModel(EnsembleModel):
-    """fairseq's ``EnsembleModel``, unchanged, except that it keeps the last batch's encoder outputs.
+    """fairseq's ``EnsembleModel`` that also keeps what the re-scoring after the search can reuse.
 
-    Handed to ``SequenceGenerator`` (which uses an ``EnsembleModel`` instance as is), so the
-    re-scoring after the search reuses the encoder pass instead of repeating it.
+    Handed to ``SequenceGenerator`` (which uses an ``EnsembleModel`` instance as is). It keeps
+
+    * the last batch's encoder outputs (``last_encoder_outs``), so a re-scoring does not run the
+      encoders again;
+    * with ``record_bytes > 0`` and transformer decoders, the search's per-step decoder states
+      (:class:`~endist_seq.generation.search_record.SearchRecord`, ``record``), so the final
+      hypotheses' distributions come from one output-layer product instead of a teacher-forced
+      decoder pass. The decoders then run with ``features_only=True`` followed by their own
+      ``output_layer``, the same two operations as their ``forward``; the combination of the
+      members is fairseq's, step for step (:meth:`forward_decoder`), so the search and its
+      hypotheses are unchanged.
     """
 
-    def __init__(self, models: List[torch.nn.Module]) -> None:
+    def __init__(self, models: List[torch.nn.Module], record_bytes: int = 0) -> None:
         super().__init__(models)
         self.last_encoder_outs: Optional[List[Any]] = None
+        self._step_features: List[Tensor] = []
+        recordable = all(_records_states(m) for m in self.models)
+        self.record: Optional[SearchRecord] = SearchRecord(record_bytes) if recordable and record_bytes > 0 else None
 
     def forward_encoder(self, net_input: Dict[str, Tensor]):  # type: ignore[override]
         outs = super().forward_encoder(net_input)
         self.last_encoder_outs = outs
+        if self.record is not None:
+            self.record.start(int(net_input["src_tokens"].shape[0]))
         return outs
+
+    def reorder_incremental_state(self, incremental_states: Any, new_order: Tensor) -> None:  # type: ignore[override]
+        super().reorder_incremental_state(incremental_states, new_order)
+        if self.record is not None:
+            self.record.reorder(new_order)
+
+    def _member_step(self, index: int, tokens: Tensor, encoder_outs: Any, incremental_states: Any) -> Any:
+        """Member ``index``'s decoder output ``(logits, extra)`` for ``tokens``, as ``model.decoder.forward`` gives it;
+        with a record, computed as features then output layer, and the last position's features are kept."""
+        model = self.models[index]
+        encoder_out = encoder_outs[index] if self.has_encoder() else None
+        state = {"incremental_state": incremental_states[index]} if self.has_incremental_states() else {}
+        if self.record is None or not self.record.complete:
+            return model.decoder.forward(tokens, encoder_out=encoder_out, **state)
+        features, extra = model.decoder.forward(tokens, encoder_out=encoder_out, features_only=True, **state)
+        last = features[:, -1, :]
+        self._step_features.append(last if features.shape[1] == 1 else last.clone())
+        return model.decoder.output_layer(features), extra
+
+    def forward_decoder(self, tokens: Tensor, encoder_outs: Any, incremental_states: Any, temperature: float = 1.0):  # type: ignore[override]
+        """fairseq's ``EnsembleModel.forward_decoder`` (same operations in the same order: in-place temperature,
+        ``get_normalized_probs``, ``logsumexp`` over the stacked members), with the decoders run through
+        :meth:`_member_step`."""
+        if self.record is None or not self.record.complete:
+            return super().forward_decoder(tokens, encoder_outs, incremental_states, temperature)
+        self._step_features = []
+        log_probs: List[Tensor] = []
+        avg_attn: Optional[Tensor] = None
+        result: Any = None
+        for i, model in enumerate(self.models):
+            decoder_out = self._member_step(i, tokens, encoder_outs, incremental_states)
+            attn = _last_attention(decoder_out)
+            decoder_out_tuple = (decoder_out[0][:, -1:, :].div_(temperature), None if len(decoder_out) <= 1 else decoder_out[1])
+            probs = model.get_normalized_probs(decoder_out_tuple, log_probs=True, sample=None)[:, -1, :]
+            if self.models_size == 1:
+                result = (probs, attn)
+                break
+            log_probs.append(probs)
+            if attn is not None:
+                avg_attn = attn if avg_attn is None else avg_attn.add_(attn)
+        if result is None:
+            avg_probs = torch.logsumexp(torch.stack(log_probs, dim=0), dim=0) - math.log(self.models_size)
+            if avg_attn is not None:
+                avg_attn.div_(self.models_size)
+            result = (avg_probs, avg_attn)
+        self.record.add_step(tokens, self._step_features)
+        self._step_features = []
+        return result
+
+
+def _records_states(model: torch.nn.Module) -> bool:
+    """Whether the model's decoder splits into ``forward(features_only=True)`` and ``output_layer`` (fairseq's
+    transformer decoders without adaptive softmax)."""
+    decoder = getattr(model, "decoder", None)
+    return isinstance(decoder, TransformerDecoderBase) and getattr(decoder, "adaptive_softmax", None) is None
+
+
+def _last_attention(decoder_out: Any) -> Optional[Tensor]:
+    """The last position's attention of a decoder output, as fairseq's ``EnsembleModel.forward_decoder`` reads it."""
+    if len(decoder_out) <= 1 or decoder_out[1] is None:
+        return None
+    holder = decoder_out[1] if isinstance(decoder_out[1], Tensor) else decoder_out[1].get("attn")
+    attn = holder if isinstance(holder, Tensor) or holder is None else holder[0]
+    return None if attn is None else attn[:, -1, :]
 
 
 class ExpectationOfProductsEnsembleModel(RecordingEnsembleModel):
@@ -91,8 +174,8 @@ class ExpectationOfProductsEnsembleModel(RecordingEnsembleModel):
     probability 0).
     """
 
-    def __init__(self, models: List[torch.nn.Module]) -> None:
-        super().__init__(models)
+    def __init__(self, models: List[torch.nn.Module], record_bytes: int = 0) -> None:
+        super().__init__(models, record_bytes=record_bytes)
         self._prefix: Optional[Tensor] = None  # [rows, M] ln P_m(y<l|x)
         self._last: Optional[Tensor] = None  # [rows, M, V] ln P_m(·|y<l-1)
 
@@ -109,20 +192,17 @@ class ExpectationOfProductsEnsembleModel(RecordingEnsembleModel):
     def forward_decoder(self, tokens: Tensor, encoder_outs: Any, incremental_states: Any, temperature: float = 1.0):  # type: ignore[override]
         members: List[Tensor] = []
         attn_sum: Optional[Tensor] = None
+        self._step_features = []
         for i, model in enumerate(self.models):
-            encoder_out = encoder_outs[i] if self.has_encoder() else None
-            if self.has_incremental_states():
-                decoder_out = model.decoder.forward(tokens, encoder_out=encoder_out, incremental_state=incremental_states[i])
-            else:
-                decoder_out = model.decoder.forward(tokens, encoder_out=encoder_out)
+            decoder_out = self._member_step(i, tokens, encoder_outs, incremental_states)
             extra = decoder_out[1] if len(decoder_out) > 1 else None
-            attn = extra.get("attn") if isinstance(extra, dict) else None
-            attn = attn[0] if isinstance(attn, list) else attn
-            if isinstance(attn, Tensor):
-                attn = attn[:, -1, :]
+            attn = _last_attention(decoder_out)
+            if attn is not None:
                 attn_sum = attn if attn_sum is None else attn_sum + attn
             logits = decoder_out[0][:, -1:, :].div(temperature)
             members.append(model.get_normalized_probs((logits, extra), log_probs=True, sample=None)[:, -1, :])
+        if self.record is not None:
+            self.record.add_step(tokens, self._step_features)
         log_probs = torch.stack(members, dim=1)  # [rows, M, V]
         rows, m = log_probs.shape[:2]
         if tokens.size(1) == 1 or self._last is None or self._prefix is None or self._prefix.shape[0] != rows:
@@ -179,7 +259,16 @@ class UncertaintyGenerator:
             recorder.last_encoder_outs = None
         hypos = self.generator.generate(self.search_models or models, sample, **kwargs)
         encoder_outs = recorder.last_encoder_outs if isinstance(recorder, RecordingEnsembleModel) else None
-        self.last_uncertainty = self.scorer.score(sample["net_input"], hypos, self.nbest, encoder_outs=encoder_outs)
+        record = None
+        if isinstance(recorder, RecordingEnsembleModel) and recorder.record is not None and recorder.record.complete:
+            # the record's states are the scorer's models' only if the search ran the same decoders, in order
+            same = len(recorder.models) == len(self.scorer.models) and all(
+                a.decoder is b.decoder for a, b in zip(recorder.models, self.scorer.models))
+            record = recorder.record if same else None
+        self.last_uncertainty = self.scorer.score(sample["net_input"], hypos, self.nbest, encoder_outs=encoder_outs,
+                                                  record=record)
+        if record is not None:
+            record.start(0)  # free the batch's states
         return hypos
 
     def cuda(self) -> "UncertaintyGenerator":

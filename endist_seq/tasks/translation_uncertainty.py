@@ -86,6 +86,7 @@ from endist_seq.checkpoint_safety import (
 from endist_seq.errors import FlagError, check_finite_flags, config_value, float_fields
 from endist_seq.generation.output import AtomicJsonlWriter, SharedOutputFile, UncertaintyReporter, check_output_path
 from endist_seq.generation.scorer import HypothesisScorer
+from endist_seq.generation.search_record import DEFAULT_RECORD_MB
 from endist_seq.generation.sequence_generator import (
     DirichletMeanModel,
     ExpectationOfProductsEnsembleModel,
@@ -151,6 +152,14 @@ class TranslationUncertaintyConfig(TranslationConfig):
             "help": "how the beam search combines ensemble members: pe = fairseq's uniform average (1/M) sum_m P_m; "
             "ep = expectation of products, sum_m w_m P_m with w_m proportional to P_m(prefix) (needs several "
             "checkpoints and the plain beam search)"
+        },
+    )
+    uncertainty_record_mb: float = field(
+        default=DEFAULT_RECORD_MB,
+        metadata={
+            "help": "memory (MiB per batch) for the search's own decoder states, from which the hypotheses' "
+            "distributions are taken (one output-layer product per token); a batch that needs more, and "
+            "0, score the hypotheses by teacher forcing them through the decoders again"
         },
     )
     uncertainty_jsonl: Optional[str] = field(
@@ -329,17 +338,19 @@ class TranslationUncertaintyTask(TranslationTask):
         generator_models: Any = search_models
         plain_search = seq_gen_cls is None and not getattr(args, "print_alignment", None) and not getattr(args, "score_reference", False)
         combination = str(getattr(self.cfg, "ensemble_combination", "pe"))
+        record_bytes = int(float(getattr(self.cfg, "uncertainty_record_mb", DEFAULT_RECORD_MB)) * 2**20)
         if combination == "ep":
             if len(models) < 2:
                 raise FlagError(f"--ensemble-combination ep needs several checkpoints in --path, got {len(models)}")
             if not plain_search:
                 raise FlagError("--ensemble-combination ep works with the plain beam search only "
                                 "(not with --score-reference or --print-alignment)")
-            generator_models = ExpectationOfProductsEnsembleModel(search_models)
+            generator_models = ExpectationOfProductsEnsembleModel(search_models, record_bytes=record_bytes)
         elif plain_search:
-            # plain SequenceGenerator: give it fairseq's EnsembleModel subclass that keeps the
-            # encoder outputs, so the re-scoring does not run the encoders a second time
-            generator_models = RecordingEnsembleModel(search_models)
+            # plain SequenceGenerator: give it fairseq's EnsembleModel subclass that keeps the encoder
+            # outputs and the search's decoder states, so the scoring runs neither the encoders nor
+            # the decoders a second time
+            generator_models = RecordingEnsembleModel(search_models, record_bytes=record_bytes)
         check_finite_flags(args, float_fields(GenerationConfig))
         inner = super().build_generator(
             generator_models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs,
@@ -450,6 +461,9 @@ def _validate(cfg: Any) -> None:
             raise FlagError(f"{flag} needs --compute-uncertainty")
     if compute and str(getattr(cfg, "uncertainty_model", "auto")) not in ("auto", "ensemble", "dirichlet", "proxy", "single"):
         raise FlagError(f"--uncertainty-model must be auto, ensemble, dirichlet, proxy or single, got {cfg.uncertainty_model}")
+    record_mb = getattr(cfg, "uncertainty_record_mb", DEFAULT_RECORD_MB)
+    if record_mb is not None and not float(record_mb) >= 0:
+        raise FlagError(f"--uncertainty-record-mb must be >= 0, got {record_mb}")
     if str(getattr(cfg, "ensemble_combination", "pe")) not in ("pe", "ep"):
         raise FlagError(f"--ensemble-combination must be pe or ep, got {cfg.ensemble_combination}")
     if str(getattr(cfg, "ensemble_combination", "pe")) == "ep" and not compute:

@@ -7,14 +7,17 @@ Runs fairseq-generate in this process (arguments as on its command line) with ti
   re-scoring + every measure), the work fairseq's "Translated N sentences in X s" timer covers;
 * the EP-only functions ``measures.prefix_log_weights`` and ``measures.weighted_ensemble_uncertainty``
   (what issue 14 added to the re-scoring; the PE measures were there before);
-* ``HypothesisScorer.score`` — all the re-scoring after the search (``rescore_s``), and inside it
-  ``HypothesisScorer._member_outputs`` — the teacher-forced decoder passes of the M members (``forcing_s``),
+* ``HypothesisScorer.score`` — all the scoring after the search, plus ``SearchRecord.add_step``/``reorder`` —
+  keeping the search's decoder states during the search (together ``rescore_s``), and inside the scoring the
+  hypotheses' distributions: ``HypothesisScorer._member_outputs_from_states`` (output layer over the kept states,
+  the default) or ``HypothesisScorer._member_outputs`` (teacher-forced decoder passes, ``--uncertainty-record-mb 0``
+  or a batch over the bound) of the M members (``forcing_s``),
 
 and prints one JSON line ``{"inference_s": ..., "ep_s": ..., "ep_extra": ep_s / (inference_s − ep_s), ...}``:
 ``ep_extra`` is the EP measures' cost relative to the generation loop without them; ``rescore_extra`` =
 rescore_s / (inference_s − rescore_s) is the whole re-scoring relative to the search alone (the overhead of
 ``--compute-uncertainty`` measured inside one run, hence insensitive to load drifting between runs), and
-``forcing_extra`` = forcing_s / (inference_s − rescore_s) its teacher-forcing part (the floor of this design).
+``forcing_extra`` = forcing_s / (inference_s − rescore_s) its distribution part.
 Clock: process CPU time (``time.process_time``) of the last of ``RUNS`` runs in this process (each after
 ``gc.collect()``), so one-time start-up costs of the first batch are not counted. Used by ``generate_overhead.py --ep-share``.
 """
@@ -51,6 +54,7 @@ def main(argv: list) -> int:
 
     from endist_seq.generation import measures
     from endist_seq.generation.scorer import HypothesisScorer
+    from endist_seq.generation.search_record import SearchRecord
     from endist_seq.tasks.translation_uncertainty import TranslationUncertaintyTask
 
     totals = {"inference_s": 0.0, "ep_s": 0.0, "rescore_s": 0.0, "forcing_s": 0.0}
@@ -58,7 +62,10 @@ def main(argv: list) -> int:
     measures.prefix_log_weights = _timed(measures.prefix_log_weights, totals, "ep_s")
     measures.weighted_ensemble_uncertainty = _timed(measures.weighted_ensemble_uncertainty, totals, "ep_s")
     HypothesisScorer.score = _timed(HypothesisScorer.score, totals, "rescore_s")
+    SearchRecord.add_step = _timed(SearchRecord.add_step, totals, "rescore_s")
+    SearchRecord.reorder = _timed(SearchRecord.reorder, totals, "rescore_s")
     HypothesisScorer._member_outputs = _timed(HypothesisScorer._member_outputs, totals, "forcing_s")
+    HypothesisScorer._member_outputs_from_states = _timed(HypothesisScorer._member_outputs_from_states, totals, "forcing_s")
     for run in range(RUNS):  # the first run pays one-time costs (lazy imports, allocator warm-up): not timed
         for key in totals:
             totals[key] = 0.0

@@ -24,8 +24,8 @@ more than the whole toy loop), which made the per-repeat ratio swing between 0.4
 It checks that the two runs write identical hypotheses. With ``--ep-share`` it also runs
 ``ep_measures_share.py`` ``--repeats`` times: the time of the expectation-of-products measures (issue 14)
 relative to the generation loop without them (median ``ep_extra``; issue 14's target ≤ 3%), and the
-re-scoring's CPU time relative to the search within the same run (``rescore_extra``, of which the
-teacher-forced decoder passes ``forcing_extra``: the floor of re-scoring the hypotheses). Usage::
+scoring's CPU time (keeping the search's decoder states, then the measures) relative to the search within the same
+run (``rescore_extra``, of which the hypotheses' distributions from the kept states ``forcing_extra``). Usage::
 
     python scripts/benchmarks/generate_overhead.py --data DATA_BIN --paths a.pt:b.pt [--subset test]
     python scripts/benchmarks/generate_overhead.py --toy-dir bench_output/toy   # builds the toy teachers if needed
@@ -278,8 +278,8 @@ def main() -> int:
                 sys.exit(f"error: ep_measures_share.py failed:\n{proc.stderr[-2000:]}")
             shares.append(json.loads(line[-1][len("EP_SHARE "):]))
             print(f"repeat {rep + 1}/{args.repeats} EP measures {shares[-1]['ep_s']:.4f} CPU s of generation loop "
-                  f"{shares[-1]['inference_s']:.2f} CPU s: +{100 * shares[-1]['ep_extra']:.2f}%; all re-scoring "
-                  f"+{100 * shares[-1]['rescore_extra']:.2f}% of the search, of which teacher forcing "
+                  f"{shares[-1]['inference_s']:.2f} CPU s: +{100 * shares[-1]['ep_extra']:.2f}%; all scoring "
+                  f"+{100 * shares[-1]['rescore_extra']:.2f}% of the search, of which the distributions "
                   f"+{100 * shares[-1]['forcing_extra']:.2f}%", flush=True)
         result["ep_share_runs"] = shares
         result["ep_extra"] = statistics.median(s["ep_extra"] for s in shares)
@@ -292,8 +292,8 @@ def main() -> int:
     if args.ep_share:
         print(f"EP chain-rule measures (median of {args.repeats}): +{100 * result['ep_extra']:.2f}% of the generation loop "
               "without them (target <= 3%)")
-        print(f"inside one uncertainty run (median of {args.repeats}): re-scoring +{100 * result['rescore_extra']:.2f}% of the "
-              f"search, teacher-forced passes alone +{100 * result['forcing_extra']:.2f}%")
+        print(f"inside one uncertainty run (median of {args.repeats}): scoring +{100 * result['rescore_extra']:.2f}% of the "
+              f"search, the distributions alone +{100 * result['forcing_extra']:.2f}%")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_out = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
@@ -308,7 +308,7 @@ def main() -> int:
                 ratios["cpu_throughput"], TARGET),
             row(f"fairseq-generate --compute-uncertainty overhead, CPU (plain/uncertainty sentences/s wall; {what})",
                 ratios["throughput"], TARGET),
-            *([row(f"fairseq-generate --compute-uncertainty overhead inside one run, CPU ((search + re-scoring) / search "
+            *([row(f"fairseq-generate --compute-uncertainty overhead inside one run, CPU ((search + scoring) / search "
                    f"CPU s; {what})", [1 + s["rescore_extra"] for s in result["ep_share_runs"]], TARGET),
                row(f"EP chain-rule measures / generation loop without them, CPU ({what})",
                    [s["ep_extra"] for s in result["ep_share_runs"]], "<= 0.03")] if args.ep_share else [])])

@@ -59,6 +59,9 @@ fi
 toy="${BENCH_TOY:-bench_output/toy}"
 if [[ "$smoke" != 1 && ( -f "$toy/teachers/teacher2/checkpoint_last.pt" || "${BENCH_GENERATE:-0}" == 1 ) ]]; then
   bench generate generate_overhead.py --toy-dir "$toy" --threads "$threads" --ep-share
+  # the same with a 3-layer, 256-dim pair (trained once into $toy/teachers_l3_d256): a model whose search is not
+  # dominated by per-operation overhead as the toy's (V = 56, 200 five-token sentences in ~0.13 CPU s) is
+  bench generate_l3 generate_overhead.py --toy-dir "$toy" --toy-layers 3 --toy-dim 256 --repeats 5 --threads "$threads" --ep-share
 else
   table_args+=(--missing "fairseq-generate --compute-uncertainty time overhead, CPU|<= 1.1|needs toy teachers in $toy (BENCH_GENERATE=1 builds them)")
 fi

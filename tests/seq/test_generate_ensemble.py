@@ -26,13 +26,15 @@ LN2 = math.log(2.0)
 def ens(seq_cache_root: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> Dict[str, Path]:
     """All generations of this module, run once per test run (shared by the xdist workers)."""
     a, b = teacher_checkpoints[:2]
-    names = ("ab", "aa", "ab_perm", "single_ref", "bad_jsonl", "plain", "ab_proxy", "ab_ep")
+    names = ("ab", "aa", "ab_perm", "single_ref", "bad_jsonl", "plain", "ab_proxy", "ab_ep", "ab_forced")
 
     def build(root: Path) -> None:
         out = {name: root / name for name in names}
         runs = [
             uncertainty_args(toy_data_bin, [a, b], "test", out["ab"], "--nbest", "2", "--nbest-temperature", "0.7",
                              "--uncertainty-jsonl", str(root / "ab.jsonl")),
+            uncertainty_args(toy_data_bin, [a, b], "test", out["ab_forced"], "--nbest", "2", "--nbest-temperature", "0.7",
+                             "--uncertainty-record-mb", "0"),
             uncertainty_args(toy_data_bin, [a, a], "test", out["aa"]),
             uncertainty_args(toy_data_bin, [a, b], "test", out["ab_proxy"], "--uncertainty-model", "proxy"),
             uncertainty_args(toy_data_bin, [a, b], "test", out["ab_ep"], "--ensemble-combination", "ep"),
@@ -67,6 +69,22 @@ def test_same_hypotheses_and_scores_as_plain_generate(ens: Dict[str, Path]) -> N
     assert h_ids == u_ids and len(h_ids) == 2 * 200  # one U- line per printed hypothesis
     # the U- lines come before fairseq's final BLEU line, i.e. inside the output proper
     assert text.rindex("\nU") < text.index("Generate test with beam=")
+
+
+def test_measures_from_the_search_states_equal_teacher_forcing(ens: Dict[str, Path]) -> None:
+    """Default (the search's own decoder states) vs ``--uncertainty-record-mb 0`` (teacher forcing): the same lines
+    up to float rounding, over the real toy batches (sentences finishing at different steps leave the batch)."""
+    recorded, forced = (results_file(ens[name], "test").read_text().splitlines() for name in ("ab", "ab_forced"))
+    assert _fairseq_lines(results_file(ens["ab"], "test")) == _fairseq_lines(results_file(ens["ab_forced"], "test"))
+    pairs = [(x, y) for x, y in zip(recorded, forced) if x.startswith(("U-", "UT-", "UW-"))]
+    assert len(pairs) == 2 * 200 * 2 + 200 and all(y.startswith(x.split("\t")[0] + "\t") for x, y in pairs)
+    for x, y in pairs:
+        for field_x, field_y in zip(x.split("\t")[2:], y.split("\t")[2:]):
+            name, values = field_x.split("=")
+            assert field_y.startswith(name + "=")
+            got = [float(v) for v in values.split(",")]
+            want = [float(v) for v in field_y.split("=")[1].split(",")]
+            assert got == pytest.approx(want, rel=1e-3, abs=1e-5), (x.split("\t")[0], name)
 
 
 def test_teacher_forced_scores_reproduce_the_search(ens: Dict[str, Path]) -> None:

@@ -21,7 +21,7 @@ def gen(tmp_path_factory: pytest.TempPathFactory, toy_data_bin: Path, teacher_ch
     marker = root / "MARKER"
     evil = unsafe_cutoff_checkpoint(b, root / "evil.pt", marker)
     reordered = reordered_dictionary_checkpoint(b, toy_data_bin, root / "reordered.pt")
-    out = {name: root / name for name in ("evil", "reordered", "offset_nan", "temp_inf", "lenpen_nan", "to_file")}
+    out = {name: root / name for name in ("evil", "reordered", "offset_nan", "temp_inf", "lenpen_nan", "to_file", "record_negative")}
     runs = [
         {"args": uncertainty_args(toy_data_bin, [a, evil], "test", out["evil"]),
          "expect_error": "adaptive_softmax_cutoff"},
@@ -33,6 +33,8 @@ def gen(tmp_path_factory: pytest.TempPathFactory, toy_data_bin: Path, teacher_ch
          "expect_error": "--nbest-temperature must be a finite number"},
         {"args": uncertainty_args(toy_data_bin, [a, b], "test", out["lenpen_nan"], "--lenpen", "nan"),
          "expect_error": "--lenpen must be a finite number"},
+        {"args": uncertainty_args(toy_data_bin, [a, b], "test", out["record_negative"], "--uncertainty-record-mb", "-1"),
+         "expect_error": "--uncertainty-record-mb must be >= 0, got -1"},
         uncertainty_args(toy_data_bin, [a, b], "test", out["to_file"], "--nbest", "2",
                          "--uncertainty-output", str(root / "lines.txt")),
     ]

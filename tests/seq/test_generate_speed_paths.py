@@ -148,3 +148,72 @@ def test_score_matches_unbatched_float64_formulas(nbest: int, max_elements: int)
                 assert hyp.sequence[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-5), name
         if nbest == 1:
             assert sent.weighted == sent.hypotheses[0].sequence
+
+
+def _search(models: List[torch.nn.Module], dictionary: Dictionary, net_input: Dict[str, Any], record_bytes: int,
+            sampling: bool = False) -> tuple:
+    """fairseq's SequenceGenerator over ``models`` given as plain ``EnsembleModel`` (record_bytes 0) or as
+    ``RecordingEnsembleModel``; returns (hypotheses, the ensemble model)."""
+    from fairseq import search
+    from fairseq.sequence_generator import EnsembleModel, SequenceGenerator
+
+    from endist_seq.generation.sequence_generator import RecordingEnsembleModel
+
+    ensemble = RecordingEnsembleModel(models, record_bytes=record_bytes) if record_bytes else EnsembleModel(models)
+    strategy = search.Sampling(dictionary, sampling_topk=8) if sampling else None
+    generator = SequenceGenerator(ensemble, dictionary, beam_size=3, max_len_b=9, search_strategy=strategy)
+    torch.manual_seed(11)  # the sampling search draws from torch's global generator
+    with torch.no_grad():
+        return generator.generate(models, {"net_input": net_input}), ensemble
+
+
+@pytest.mark.parametrize("kind,members,sampling", [("ensemble", 2, False), ("ensemble", 2, True), ("proxy", 2, False),
+                                                    ("single", 1, False), ("dirichlet", 1, False)])
+def test_scoring_from_the_search_record_equals_teacher_forcing(kind: str, members: int, sampling: bool) -> None:
+    """The hypotheses' distributions taken from the search's own decoder states (issue 16) equal the teacher-forced
+    ones to float rounding (those are checked against the float64 formulas above), for every model kind and for
+    sampling; the search itself is unchanged bit for bit."""
+    dictionary, models = _models(seeds=(0, 1)[:members])
+    for model in models:  # </s> close to a frequent word: hypotheses end at various steps (random weights rarely end)
+        weight = model.decoder.output_projection.weight.data
+        weight[dictionary.eos()] = 1.05 * weight[10]
+    net_input, _ = _batch(dictionary, nbest=1)
+    plain, _ = _search(models, dictionary, net_input, record_bytes=0, sampling=sampling)
+    hypos, ensemble = _search(models, dictionary, net_input, record_bytes=1 << 30, sampling=sampling)
+    for a, b in zip(plain, hypos):
+        assert len(a) == len(b) == 3
+        for x, y in zip(a, b):
+            assert torch.equal(x["tokens"], y["tokens"]) and torch.equal(x["positional_scores"], y["positional_scores"])
+            assert x["score"] == y["score"]
+    lengths = {int(h["tokens"].numel()) for sent in hypos for h in sent}
+    assert len(lengths) > 1  # hypotheses end at different steps: the backtracking crosses finished rows
+    record = ensemble.record
+    assert record is not None and record.complete
+    assert len({int(t.shape[0]) for t in record.tokens}) > 1  # sentences finished early and left the batch
+    selected = [(i, j) for i in range(len(hypos)) for j in range(3)]
+    assert record.locate([i for i, _ in selected], [hypos[i][j]["tokens"].tolist() for i, j in selected]) is not None
+    scorer = HypothesisScorer(models, kind, pad=dictionary.pad(), eos=dictionary.eos(), temperature=0.8,
+                              model_offset=1.0 if kind == "dirichlet" else 0.0)
+    from_states = scorer.score(net_input, hypos, 3, encoder_outs=ensemble.last_encoder_outs, record=record)
+    forced = scorer.score(net_input, hypos, 3)
+    for sent_a, sent_b in zip(from_states, forced):
+        for ha, hb in zip(sent_a.hypotheses, sent_b.hypotheses):
+            assert ha.tokens == hb.tokens
+            for name, values in hb.token.items():
+                if values is not None:
+                    assert ha.token[name] == pytest.approx(values, rel=1e-4, abs=1e-5), name
+            for name, value in hb.sequence.items():
+                if value is not None:
+                    assert ha.sequence[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
+
+
+def test_search_record_over_its_budget_falls_back_to_teacher_forcing() -> None:
+    dictionary, models = _models()
+    net_input, _ = _batch(dictionary, nbest=1)
+    hypos, ensemble = _search(models, dictionary, net_input, record_bytes=2000)  # a few steps' states at most
+    assert ensemble.record is not None and not ensemble.record.complete
+    scorer = HypothesisScorer(models, "ensemble", pad=dictionary.pad(), eos=dictionary.eos())
+    assert ensemble.record.locate([0], [hypos[0][0]["tokens"].tolist()]) is None
+    results = scorer.score(net_input, hypos, 1, record=ensemble.record)
+    forced = scorer.score(net_input, hypos, 1)
+    assert [s.hypotheses[0].sequence for s in results] == [s.hypotheses[0].sequence for s in forced]

@@ -1,0 +1,141 @@
+"""The beam search's own decoder states, kept so that the final hypotheses are scored without decoding them again.
+
+At search step s (0-based) fairseq's ``EnsembleModel.forward_decoder`` receives the live rows'
+prefixes ``tokens`` ``[R_s, s + 1]`` (``</s>`` then y_1..y_s) and every member's decoder computes its
+last hidden state h_{m,s} ``[R_s, d]``, from which the output layer gives P_m(y_{s+1} | y_≤s, x) =
+softmax(W h / T). After the step the search keeps some rows and drops others;
+``reorder_incremental_state(new_order)`` tells which row of step s each row of step s + 1 continues
+(``new_order[r']`` = its parent row; sentences that finished leave the batch the same way).
+
+:class:`SearchRecord` keeps, per step, the members' h (``[R_s, d]`` each, d ≪ vocabulary), a copy of
+``tokens`` and the parent rows. A hypothesis of L tokens (its last one ``</s>``) was finalised at
+step L − 1 from a row of its sentence whose prefix is its first L − 1 tokens; following the parents back
+gives its row at every step, so its L distributions are W h / T of the kept states: one output-layer
+product per kept position instead of a teacher-forced pass through every decoder layer
+(:class:`~endist_seq.generation.scorer.HypothesisScorer`). The values are the search's own
+(incremental) states, not a re-computation, so they equal the teacher-forced ones only up to float
+rounding.
+
+Memory: Σ_s R_s · (M·d floats + s + 1 token ids) per batch, bounded by ``max_bytes``; past the
+bound the batch is not recorded any further and its hypotheses are re-scored by teacher forcing.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+#: default bound on one batch's record (``--uncertainty-record-mb``)
+DEFAULT_RECORD_MB = 1024.0
+
+
+class SearchRecord:
+    """Per-step decoder states, prefixes and parent rows of one batch's search (module docstring).
+
+    Args:
+        max_bytes: bound on the kept tensors of one batch; 0 keeps nothing.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self.start(0)
+
+    def start(self, batch_size: int) -> None:
+        """Forget the previous batch; the next step is step 0 of a batch of ``batch_size`` sentences."""
+        self.batch_size = int(batch_size)
+        self.features: List[List[Tensor]] = []  # [step][member] -> [R_s, d]
+        self.tokens: List[Tensor] = []  # [step] -> [R_s, s + 1]
+        self.parents: List[Optional[Tensor]] = []  # [step] -> [R_s] row of step s - 1 (None at s = 0)
+        self.sentences: List[Tensor] = []  # [step] -> [R_s] sentence of each row (index in the batch)
+        self.pending_order: Optional[Tensor] = None
+        self.nbytes = 0
+        self.complete = self.max_bytes > 0 and batch_size > 0
+        self._stacked: Optional[List[Tensor]] = None
+
+    def _give_up(self) -> None:
+        self.complete = False
+        self.features, self.tokens, self.parents, self.sentences = [], [], [], []
+        self._stacked = None
+
+    def reorder(self, new_order: Tensor) -> None:
+        """``reorder_incremental_state``: row r' of the next step continues row ``new_order[r']`` of this one."""
+        if self.complete:
+            self.pending_order = new_order.clone()
+
+    def add_step(self, tokens: Tensor, features: Sequence[Tensor]) -> None:
+        """Keep step s: the rows' prefixes ``tokens`` ``[R, s + 1]`` and each member's last states ``[R, d]``."""
+        if not self.complete:
+            return
+        step, rows = len(self.tokens), int(tokens.shape[0])
+        if tokens.dim() != 2 or tokens.shape[1] != step + 1 or any(f.shape[0] != rows for f in features):
+            self._give_up()  # not fairseq's step-by-step search layout
+            return
+        if step == 0:
+            if rows % self.batch_size:
+                self._give_up()
+                return
+            sentence = torch.arange(self.batch_size, device=tokens.device).repeat_interleave(rows // self.batch_size)
+            parent = None
+        else:
+            parent, self.pending_order = self.pending_order, None
+            if parent is None or parent.numel() != rows:
+                self._give_up()
+                return
+            sentence = self.sentences[-1].index_select(0, parent)
+        kept = list(features)  # the search runs without autograd: nothing to detach
+        self.nbytes += sum(f.numel() * f.element_size() for f in kept) + tokens.numel() * tokens.element_size()
+        if self.nbytes > self.max_bytes:
+            self._give_up()
+            return
+        self.features.append(kept)
+        self.tokens.append(tokens.clone())  # fairseq rewrites its token buffer in place
+        self.parents.append(parent)
+        self.sentences.append(sentence)
+
+    def locate(self, sentences: Sequence[int], hypotheses: Sequence[Sequence[int]]) -> Optional[List[List[int]]]:
+        """Rows of the kept states of each hypothesis' positions, as indices into :meth:`states`.
+
+        ``hypotheses[n]`` (its token ids, ending in ``</s>``) is an output of sentence ``sentences[n]`` of
+        this batch. Entry ``[n][l]`` is the row of the stacked states whose output layer gives the
+        distribution of its token l. ``None`` when a hypothesis is not among the recorded rows (then it
+        must be re-scored). Plain Python over the few thousand indices of a batch: cheaper than tensor
+        operations of a handful of elements each.
+        """
+        if not self.complete or not self.tokens or not hypotheses:
+            return None
+        steps = len(self.tokens)
+        lengths = [len(h) for h in hypotheses]
+        if min(lengths) < 1 or max(lengths) > steps:
+            return None
+        offsets = [0]
+        for step_tokens in self.tokens[:-1]:
+            offsets.append(offsets[-1] + int(step_tokens.shape[0]))
+        parents = [None if p is None else p.tolist() for p in self.parents[: max(lengths)]]
+        rows_of: dict = {}  # step -> {(sentence, prefix): first row with it}
+        located: List[List[int]] = []
+        for sentence, tokens, length in zip(sentences, hypotheses, lengths):
+            step = length - 1
+            if step not in rows_of:
+                table: dict = {}
+                for row, (sent, prefix) in enumerate(zip(self.sentences[step].tolist(), self.tokens[step][:, 1:].tolist())):
+                    table.setdefault((sent, tuple(prefix)), row)
+                rows_of[step] = table
+            row = rows_of[step].get((int(sentence), tuple(tokens[:step])))
+            if row is None:
+                return None
+            index = [0] * length
+            for s in range(step, -1, -1):
+                index[s] = offsets[s] + row
+                parent = parents[s]
+                if parent is not None:
+                    row = parent[row]
+            located.append(index)
+        return located
+
+    def states(self, member: int) -> Tensor:
+        """Every kept state of member ``member``, steps stacked in order: ``[Σ_s R_s, d]``."""
+        if self._stacked is None:
+            self._stacked = [torch.cat([step[m] for step in self.features]) for m in range(len(self.features[0]))]
+        return self._stacked[member]
