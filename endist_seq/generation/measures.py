@@ -150,19 +150,16 @@ def ensemble_token_stats(log_probs: Tensor, targets: Tensor, segment: Tensor, le
     """
     if log_probs.dim() != 3 or targets.shape != log_probs.shape[:1]:
         raise ValueError(f"expected log_probs [P, M, K] and targets [P], got {tuple(log_probs.shape)}, {tuple(targets.shape)}")
+    pe = ensemble_uncertainty(log_probs)
     index = targets.view(-1, 1, 1).expand(-1, log_probs.shape[1], 1)
     member = log_probs.gather(-1, index).squeeze(-1).to(torch.float64)  # [P, M]
-    m = member.shape[-1]
-    log_prob = torch.logsumexp(member, dim=-1) - math.log(m)
+    log_prob = torch.logsumexp(member, dim=-1) - math.log(member.shape[-1])
     log_weights = prefix_log_weights(member, segment, lengths)
-    # both chain rules in one pass: PE is the mixture with uniform weights w_m = 1/M (same formulas as
-    # shared.uncertainty.ensemble_uncertainty), EP the one with the prefix posteriors; half the operations
-    rules = torch.stack([torch.full_like(log_weights, -math.log(m)), log_weights], dim=1)  # [P, 2, M]
-    both = weighted_ensemble_uncertainty(log_probs.unsqueeze(1), rules)
-    both.pop("log_mean")
+    ep = weighted_ensemble_uncertainty(log_probs, log_weights)
+    ep.pop("log_mean")
     measures = {"pe_log_prob": log_prob, "ep_log_prob": torch.logsumexp(member + log_weights, dim=-1)}
-    measures.update({f"pe_{k}": v[:, 0] for k, v in both.items()})
-    measures.update({f"ep_{k}": v[:, 1] for k, v in both.items()})
+    measures.update({f"pe_{k}": v for k, v in pe.items()})
+    measures.update({f"ep_{k}": v for k, v in ep.items()})
     return TokenStats(measures=measures, log_prob=log_prob, member_log_prob=member)
 
 

@@ -67,11 +67,11 @@ class DirichletMeanModel(torch.nn.Module):
 
 
 class RecordingEnsembleModel(EnsembleModel):
-    """fairseq's ``EnsembleModel`` that also keeps what the re-scoring after the search can reuse.
+    """fairseq's ``EnsembleModel`` that also keeps what the scoring after the search can reuse.
 
     Handed to ``SequenceGenerator`` (which uses an ``EnsembleModel`` instance as is). It keeps
 
-    * the last batch's encoder outputs (``last_encoder_outs``), so a re-scoring does not run the
+    * the last batch's encoder outputs (``last_encoder_outs``), so a teacher-forced scoring does not run the
       encoders again;
     * with ``record_bytes > 0`` and transformer decoders, the search's per-step decoder states
       (:class:`~endist_seq.generation.search_record.SearchRecord`, ``record``), so the final

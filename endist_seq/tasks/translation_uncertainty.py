@@ -24,7 +24,7 @@ How the lines get into fairseq-generate's output without patching fairseq:
   (search untouched → identical hypotheses and scores); for the plain
   ``SequenceGenerator`` the models come as
   :class:`~endist_seq.generation.sequence_generator.RecordingEnsembleModel`
-  (fairseq's ``EnsembleModel`` that also keeps the encoder outputs for the re-scoring);
+  (fairseq's ``EnsembleModel`` that also keeps the encoder outputs and the search's decoder states for the scoring);
 * :meth:`inference_step` (called by ``fairseq_cli.generate._main`` once per
   batch, *before* that batch's ``H-`` lines are printed) stores the batch's
   results (formatted only when printed);
