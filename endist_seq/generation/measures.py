@@ -249,10 +249,12 @@ def sequence_measures(
         out.update(member_nll=nll, ku_pe=nll - tu_pe)
     else:
         out["tu_ep"] = tu_pe
-    for key, value in stats.measures.items():
-        if key.endswith("_log_prob"):
-            continue
-        out[key] = _segment_sum(value, segment, n) / length
+    keys = [key for key in stats.measures if not key.endswith("_log_prob")]
+    if keys:  # every measure's per-hypothesis mean in one segment sum (column c of [P, K] is measure c)
+        block = torch.stack([stats.measures[key].to(torch.float64) for key in keys], dim=1)
+        means = _segment_sum(block, segment, n) / length.unsqueeze(1)
+        for column, key in enumerate(keys):
+            out[key] = means[:, column]
     for key in _SEQUENCE_UNDEFINED[kind]:
         out[key] = None
     return out

@@ -269,22 +269,27 @@ class HypothesisScorer:
             defined = [k for k in names if seq[k] is not None]
             seq_rows = dict(zip(defined, torch.stack([seq[k] for k in defined]).tolist())) if defined else {}  # type: ignore[misc]
             tok_names = [name for name in M.TOKEN_MEASURES if name not in undefined_tok]
-            # float32 measures become float64 exactly, so the Python floats are those of per-measure tolist()
-            tok_rows = torch.stack([stats.measures[name].to(torch.float64) for name in tok_names]).tolist() if tok_names else []
+            # float32 measures become float64 exactly (stack promotes), so the Python floats are those of per-measure tolist()
+            tok_rows = torch.stack([stats.measures[name] for name in tok_names]).to(torch.float64).tolist() if tok_names else []
             tok_values = dict(zip(tok_names, tok_rows))
-            tok_columns = [(name, tok_values.get(name)) for name in M.TOKEN_MEASURES]
             undefined_column = [None] * len(group)
             # one tuple of sequence values per hypothesis (a transpose in C, not a dict lookup per value)
             seq_by_hypothesis = list(zip(*[seq_rows.get(k, undefined_column) for k in names]))
-            token_ids = chosen.tolist()
+            bounds = []
             offset = 0
+            for g in group:
+                bounds.append((offset, offset + lengths[g]))
+                offset += lengths[g]
+            # per measure, the slices of every hypothesis; then one dict per hypothesis (zip transposes in C)
+            sliced = [undefined_column if column is None else [column[a:b] for a, b in bounds]
+                      for column in (tok_values.get(name) for name in M.TOKEN_MEASURES)]
+            token_by_hypothesis = list(zip(*sliced))
+            token_ids = chosen.tolist()
             for pos, g in enumerate(group):
                 i, j = selected[g]
                 length = lengths[g]
-                end = offset + length
-                token: Dict[str, Optional[List[float]]] = {
-                    name: None if column is None else column[offset:end] for name, column in tok_columns
-                }
+                start, end = bounds[pos]
+                token: Dict[str, Optional[List[float]]] = dict(zip(M.TOKEN_MEASURES, token_by_hypothesis[pos]))
                 sequence = dict(zip(names, seq_by_hypothesis[pos]))
                 log_prob = log_probs[g]
                 if log_prob is None:  # no positional scores: −L·tu_pe
@@ -292,13 +297,12 @@ class HypothesisScorer:
                     log_prob = float("nan") if tu_pe is None else -length * float(tu_pe)
                 result = HypothesisUncertainty(
                     rank=j,
-                    tokens=token_ids[offset:end],
+                    tokens=token_ids[start:end],
                     score=scores[g],
                     log_prob=log_prob,
                     sequence=sequence,
                     token=token,
                 )
-                offset = end
                 hypos[i][j]["uncertainty"] = result
                 results[i].hypotheses.append(result)
         for sent in results:
