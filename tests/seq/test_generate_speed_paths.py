@@ -217,3 +217,25 @@ def test_search_record_over_its_budget_falls_back_to_teacher_forcing() -> None:
     results = scorer.score(net_input, hypos, 1, record=ensemble.record)
     forced = scorer.score(net_input, hypos, 1)
     assert [s.hypotheses[0].sequence for s in results] == [s.hypotheses[0].sequence for s in forced]
+
+
+def test_hypothesis_missing_from_the_record_is_scored_by_teacher_forcing() -> None:
+    """A hypothesis the search did not produce (its first token replaced by one no row of its sentence starts with)
+    is not in the record: ``locate`` says so and the whole batch is scored by teacher forcing, with that path's values."""
+    dictionary, models = _models()
+    net_input, _ = _batch(dictionary, nbest=1)
+    hypos, ensemble = _search(models, dictionary, net_input, record_bytes=1 << 30)
+    record = ensemble.record
+    assert record is not None and record.complete
+    sent = next(i for i, h in enumerate(hypos) if h[0]["tokens"].numel() >= 2)
+    tokens = hypos[sent][0]["tokens"].clone()
+    step = tokens.numel() - 1  # the rows of that sentence at the hypothesis' last step start with these tokens:
+    starts = set(record.tokens[step][record.sentences[step].eq(sent), 1].tolist())
+    tokens[0] = next(t for t in range(dictionary.nspecial, len(dictionary)) if t not in starts)
+    assert record.locate([sent], [hypos[sent][0]["tokens"].tolist()]) is not None
+    assert record.locate([sent], [tokens.tolist()]) is None
+    hypos[sent][0]["tokens"] = tokens
+    scorer = HypothesisScorer(models, "ensemble", pad=dictionary.pad(), eos=dictionary.eos())
+    with_record = scorer.score(net_input, hypos, 1, record=record)
+    forced = scorer.score(net_input, hypos, 1)
+    assert [s.hypotheses[0].sequence for s in with_record] == [s.hypotheses[0].sequence for s in forced]
