@@ -9,19 +9,21 @@ softmax(W h / T). After the step the search keeps some rows and drops others;
 
 :class:`SearchRecord` keeps, per step, the members' h (``[R_s, d]`` each, d ≪ vocabulary), a copy of
 ``tokens`` and the parent rows. A hypothesis of L tokens (its last one ``</s>``) was finalised at
-step L − 1 from a row of its sentence whose prefix is its first L − 1 tokens; following the parents back
+step L − 1 from a row of its sentence whose prefix is its first L − 1 tokens (found through a polynomial hash
+of the prefixes that the record updates step by step, then compared token by token); following the parents back
 gives its row at every step, so its L distributions are W h / T of the kept states: one output-layer
 product per kept position instead of a teacher-forced pass through every decoder layer
 (:class:`~endist_seq.generation.scorer.HypothesisScorer`). The values are the search's own
 (incremental) states, not a re-computation, so they equal the teacher-forced ones only up to float
 rounding.
 
-Memory: Σ_s R_s · (M·d floats + s + 1 token ids) per batch, bounded by ``max_bytes``; past the
+Memory: Σ_s R_s · (M·d floats + s + 2 integers: prefix and hash) per batch, bounded by ``max_bytes``; past the
 bound the batch is not recorded any further and its hypotheses are re-scored by teacher forcing.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import List, Optional, Sequence
 
 import torch
@@ -29,6 +31,19 @@ from torch import Tensor
 
 #: default bound on one batch's record (``--uncertainty-record-mb``)
 DEFAULT_RECORD_MB = 1024.0
+
+#: polynomial hash of a prefix y_1..y_s: h = (h·HASH_BASE + y) mod HASH_MODULUS, h = 0 for the empty prefix; every
+#: intermediate value stays below 2^52, so int64 tensors and Python ints compute the same numbers (no overflow)
+HASH_BASE = 1_000_003
+HASH_MODULUS = 2_147_483_647
+
+
+def prefix_hash(tokens: Sequence[int]) -> int:
+    """The prefix hash of :class:`SearchRecord` computed in Python (the record updates it step by step on tensors)."""
+    h = 0
+    for token in tokens:
+        h = (h * HASH_BASE + int(token)) % HASH_MODULUS
+    return h
 
 
 class SearchRecord:
@@ -49,6 +64,7 @@ class SearchRecord:
         self.tokens: List[Tensor] = []  # [step] -> [R_s, s + 1]
         self.parents: List[Optional[Tensor]] = []  # [step] -> [R_s] row of step s - 1 (None at s = 0)
         self.sentences: List[Tensor] = []  # [step] -> [R_s] sentence of each row (index in the batch)
+        self.hashes: List[Tensor] = []  # [step] -> [R_s] prefix_hash of each row's prefix y_1..y_s
         self.pending_order: Optional[Tensor] = None
         self.nbytes = 0
         self.complete = self.max_bytes > 0 and batch_size > 0
@@ -56,7 +72,7 @@ class SearchRecord:
 
     def _give_up(self) -> None:
         self.complete = False
-        self.features, self.tokens, self.parents, self.sentences = [], [], [], []
+        self.features, self.tokens, self.parents, self.sentences, self.hashes = [], [], [], [], []
         self._stacked = None
 
     def reorder(self, new_order: Tensor) -> None:
@@ -78,14 +94,16 @@ class SearchRecord:
                 return
             sentence = torch.arange(self.batch_size, device=tokens.device).repeat_interleave(rows // self.batch_size)
             parent = None
+            hashed = torch.zeros(rows, dtype=torch.long, device=tokens.device)  # empty prefix
         else:
             parent, self.pending_order = self.pending_order, None
             if parent is None or parent.numel() != rows:
                 self._give_up()
                 return
             sentence = self.sentences[-1].index_select(0, parent)
+            hashed = torch.add(tokens[:, -1], self.hashes[-1].index_select(0, parent), alpha=HASH_BASE) % HASH_MODULUS
         kept = list(features)  # the search runs without autograd: nothing to detach
-        self.nbytes += sum(f.numel() * f.element_size() for f in kept) + tokens.numel() * tokens.element_size()
+        self.nbytes += sum(f.numel() * f.element_size() for f in kept) + (tokens.numel() + rows) * tokens.element_size()
         if self.nbytes > self.max_bytes:
             self._give_up()
             return
@@ -93,6 +111,7 @@ class SearchRecord:
         self.tokens.append(tokens.clone())  # fairseq rewrites its token buffer in place
         self.parents.append(parent)
         self.sentences.append(sentence)
+        self.hashes.append(hashed)
 
     def locate(self, sentences: Sequence[int], hypotheses: Sequence[Sequence[int]]) -> Optional[List[List[int]]]:
         """Rows of the kept states of each hypothesis' positions, as indices into :meth:`states`.
@@ -100,8 +119,9 @@ class SearchRecord:
         ``hypotheses[n]`` (its token ids, ending in ``</s>``) is an output of sentence ``sentences[n]`` of
         this batch. Entry ``[n][l]`` is the row of the stacked states whose output layer gives the
         distribution of its token l. ``None`` when a hypothesis is not among the recorded rows (then it
-        must be re-scored). Plain Python over the few thousand indices of a batch: cheaper than tensor
-        operations of a handful of elements each.
+        must be re-scored). A hypothesis is looked up by binary search of (its sentence, its prefix hash)
+        among the rows of its last step, sorted once per step; the prefix of the row found is then compared
+        token by token, and plain Python follows the parents back (O(N·L) per batch beyond the sorts).
         """
         if not self.complete or not self.tokens or not hypotheses:
             return None
@@ -113,16 +133,24 @@ class SearchRecord:
         for step_tokens in self.tokens[:-1]:
             offsets.append(offsets[-1] + int(step_tokens.shape[0]))
         parents = [None if p is None else p.tolist() for p in self.parents[: max(lengths)]]
-        rows_of: dict = {}  # step -> {(sentence, prefix): first row with it}
+        tables: dict = {}  # step -> (sorted keys sentence·HASH_MODULUS + prefix hash, their rows), as Python lists
         located: List[List[int]] = []
         for sentence, tokens, length in zip(sentences, hypotheses, lengths):
             step = length - 1
-            if step not in rows_of:
-                table: dict = {}
-                for row, (sent, prefix) in enumerate(zip(self.sentences[step].tolist(), self.tokens[step][:, 1:].tolist())):
-                    table.setdefault((sent, tuple(prefix)), row)
-                rows_of[step] = table
-            row = rows_of[step].get((int(sentence), tuple(tokens[:step])))
+            if step not in tables:  # one sort per step in torch instead of a Python loop over its rows
+                keys, rows = (self.sentences[step] * HASH_MODULUS + self.hashes[step]).sort(stable=True)
+                tables[step] = (keys.tolist(), rows.tolist())
+            keys_list, rows_list = tables[step]
+            prefix = list(tokens[:step])
+            want = int(sentence) * HASH_MODULUS + prefix_hash(prefix)
+            # the key narrows the rows down; the prefix itself decides (a hash collision is never taken)
+            row = None
+            at = bisect_left(keys_list, want)
+            while at < len(keys_list) and keys_list[at] == want:
+                if not step or self.tokens[step][rows_list[at], 1:].tolist() == prefix:
+                    row = rows_list[at]
+                    break
+                at += 1
             if row is None:
                 return None
             index = [0] * length

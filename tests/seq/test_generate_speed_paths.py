@@ -239,3 +239,30 @@ def test_hypothesis_missing_from_the_record_is_scored_by_teacher_forcing() -> No
     with_record = scorer.score(net_input, hypos, 1, record=record)
     forced = scorer.score(net_input, hypos, 1)
     assert [s.hypotheses[0].sequence for s in with_record] == [s.hypotheses[0].sequence for s in forced]
+
+
+def test_prefix_hash_collisions_are_resolved_by_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a modulus of 1 every prefix hashes alike: ``locate`` must still find the same rows (by comparing the
+    prefixes), and the Python hash equals the record's tensor recurrence."""
+    from endist_seq.generation import search_record
+
+    dictionary, models = _models()
+    for model in models:  # as above: hypotheses of several lengths
+        weight = model.decoder.output_projection.weight.data
+        weight[dictionary.eos()] = 1.05 * weight[10]
+    net_input, _ = _batch(dictionary, nbest=1)
+    hypos, ensemble = _search(models, dictionary, net_input, record_bytes=1 << 30)
+    record = ensemble.record
+    assert record is not None and record.complete
+    for step in range(1, len(record.tokens)):  # the tensor recurrence = the Python hash of each row's prefix
+        assert record.hashes[step].tolist() == [search_record.prefix_hash(row) for row in record.tokens[step][:, 1:].tolist()]
+    selected = [(i, j) for i in range(len(hypos)) for j in range(3)]
+    sents, tokens = [i for i, _ in selected], [hypos[i][j]["tokens"].tolist() for i, j in selected]
+    expected = record.locate(sents, tokens)
+    assert expected is not None
+    monkeypatch.setattr(search_record, "HASH_MODULUS", 1)
+    hypos_collide, ensemble_collide = _search(models, dictionary, net_input, record_bytes=1 << 30)
+    assert [[h["tokens"].tolist() for h in sent] for sent in hypos_collide] == [[h["tokens"].tolist() for h in sent] for sent in hypos]
+    assert ensemble_collide.record is not None
+    assert all(int(h.max()) == 0 for h in ensemble_collide.record.hashes)
+    assert ensemble_collide.record.locate(sents, tokens) == expected
