@@ -38,26 +38,11 @@ print(f"teacher cache (train): {m['num_tokens']} target tokens, top-{m['topk']} 
       f"{len(m['teachers'])} teachers, {size / m['num_tokens']:.0f} bytes per token on disk, train+valid built in {sys.argv[2]} s")
 PY
 
-# --- the cache student: exactly part 20's student command, --teacher-cache in place of --ensemble-paths ----------
-mapfile -t model_args < "$root/scripts/seq/toy_model.args"
+# --- the cache student: part 20's student stage itself, with --teacher-cache in place of --ensemble-paths --------
 student="$out/student_cache_k$topk"
-if [[ ! -f "$student/checkpoint_last.pt" ]]; then
-  rm -rf "$student.tmp" && mkdir -p "$student.tmp"
-  t0=$(date +%s)
-  if ! fairseq-train "$out/data-bin" --user-dir endist_seq --task ensemble_distillation --seed 100 \
-      --teacher-cache "$cache" --criterion "$CRITERION" \
-      --cpu --num-workers 0 --data-buffer-size 0 --log-format simple --log-interval 50 --no-epoch-checkpoints \
-      --optimizer adam --adam-betas '(0.9,0.98)' --lr 5e-3 --lr-scheduler inverse_sqrt --warmup-updates 50 \
-      --batch-size 64 --dropout 0.1 "${model_args[@]}" \
-      --init-temp 1 --final-temp 1 --anneal-start 0 --anneal-end $((STUDENT_UPDATES / 2)) \
-      --max-update "$STUDENT_UPDATES" --save-dir "$student.tmp" > "$student.tmp/train.log" 2>&1; then
-    tail -n 30 "$student.tmp/train.log" >&2
-    echo "error: training the cache student failed (log: $student.tmp/train.log)" >&2
-    exit 1
-  fi
-  rm -rf "$student" && mv "$student.tmp" "$student"
-  echo "cache student trained in $(( $(date +%s) - t0 )) s: $student/checkpoint_last.pt"
-fi
+t0=$(date +%s)
+STUDENT_NAME="student_cache_k$topk" TEACHER_CACHE="$cache" bash "$here/../seq/toy_pipeline.sh" "$out" student
+echo "cache student: $(( $(date +%s) - t0 )) s: $student/checkpoint_last.pt"
 for s in student "student_cache_k$topk"; do  # fairseq's own training time (data loading and validation included)
   echo "$s: $(grep -o 'done training in [0-9.]* seconds' "$out/$s/train.log" | tail -n 1 || true)"
 done

@@ -10,7 +10,7 @@
 #   OUTDIR/data-bin/                  fairseq-preprocess output (test1 = permuted, test2 = unseen source,
 #                                     test3 = test_mixed: partly unseen inputs)
 #   OUTDIR/teachers/teacherN/checkpoint_last.pt   N = 1..TEACHERS, seed N
-#   OUTDIR/student/checkpoint_last.pt           distilled with $CRITERION
+#   OUTDIR/student/checkpoint_last.pt           distilled with $CRITERION (OUTDIR/$STUDENT_NAME/ if set)
 #   OUTDIR/bleu.txt                   one line per model: name, BLEU on the toy test set
 # Each training run writes into a *.tmp directory renamed on success, so an interrupted
 # run never leaves a half-written checkpoint that a later stage would pick up.
@@ -18,6 +18,8 @@
 # Knobs (environment): TEACHERS=3 TEACHER_UPDATES=400 STUDENT_UPDATES=600
 #   CRITERION=rkl_dirichlet_proxy_distillation INIT_TEMP=1 JOBS=2 (parallel teacher runs, nproc/JOBS threads each:
 #   scripts/lib/threads.sh) SEED=1
+#   STUDENT_NAME=student (the student's directory under OUTDIR) TEACHER_CACHE= (a cache of endist-seq-cache: the
+#   student reads the teachers' outputs from it, --teacher-cache, instead of running them, --ensemble-paths)
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 ]]; then
@@ -39,6 +41,8 @@ CRITERION=${CRITERION:-rkl_dirichlet_proxy_distillation}
 INIT_TEMP=${INIT_TEMP:-1}
 JOBS=${JOBS:-2}
 SEED=${SEED:-1}
+STUDENT_NAME=${STUDENT_NAME:-student}
+TEACHER_CACHE=${TEACHER_CACHE:-}
 mapfile -t MODEL_ARGS < "$HERE/toy_model.args"
 # --data-buffer-size 0: fairseq's background prefetch thread can abort the process at exit
 # (rc 134, "terminate called without an active exception") when training stops mid-epoch on CPU.
@@ -102,19 +106,21 @@ TEACHER_PATHS=${TEACHER_PATHS%,}
 stage_reached student || exit 0
 
 # --- student (Proxy-EnD2 by default) ------------------------------------------------------
-if [[ ! -f "$OUT/student/checkpoint_last.pt" ]]; then
-  rm -rf "$OUT/student.tmp"
-  mkdir -p "$OUT/student.tmp"
+STUDENT="$OUT/$STUDENT_NAME"
+if [[ -n "$TEACHER_CACHE" ]]; then TEACHER_ARGS=(--teacher-cache "$TEACHER_CACHE"); else TEACHER_ARGS=(--ensemble-paths "$TEACHER_PATHS"); fi
+if [[ ! -f "$STUDENT/checkpoint_last.pt" ]]; then
+  rm -rf "$STUDENT.tmp"
+  mkdir -p "$STUDENT.tmp"
   if ! fairseq-train "$OUT/data-bin" --user-dir endist_seq --task ensemble_distillation --seed 100 \
-      --ensemble-paths "$TEACHER_PATHS" --criterion "$CRITERION" "${COMMON[@]}" \
+      "${TEACHER_ARGS[@]}" --criterion "$CRITERION" "${COMMON[@]}" \
       --init-temp "$INIT_TEMP" --final-temp 1 --anneal-start 0 --anneal-end $((STUDENT_UPDATES / 2)) \
-      --max-update "$STUDENT_UPDATES" --save-dir "$OUT/student.tmp" > "$OUT/student.tmp/train.log" 2>&1; then
-    tail -n 30 "$OUT/student.tmp/train.log" >&2
-    echo "error: training the student failed (log: $OUT/student.tmp/train.log)" >&2
+      --max-update "$STUDENT_UPDATES" --save-dir "$STUDENT.tmp" > "$STUDENT.tmp/train.log" 2>&1; then
+    tail -n 30 "$STUDENT.tmp/train.log" >&2
+    echo "error: training the student failed (log: $STUDENT.tmp/train.log)" >&2
     exit 1
   fi
-  rm -rf "$OUT/student" && mv "$OUT/student.tmp" "$OUT/student"
-  echo "student trained with $CRITERION: $OUT/student/checkpoint_last.pt"
+  rm -rf "$STUDENT" && mv "$STUDENT.tmp" "$STUDENT"
+  echo "student trained with $CRITERION: $STUDENT/checkpoint_last.pt"
 fi
 stage_reached eval || exit 0
 
