@@ -76,16 +76,14 @@ class RecordingEnsembleModel(EnsembleModel):
     * with ``record_bytes > 0`` and transformer decoders, the search's per-step decoder states
       (:class:`~endist_seq.generation.search_record.SearchRecord`, ``record``), so the final
       hypotheses' distributions come from one output-layer product instead of a teacher-forced
-      decoder pass. The decoders then run with ``features_only=True`` followed by their own
-      ``output_layer``, the same two operations as their ``forward``; the combination of the
-      members is fairseq's, step for step (:meth:`forward_decoder`), so the search and its
-      hypotheses are unchanged.
+      decoder pass. The states are the inputs of each decoder's ``output_projection``, read by a
+      forward pre-hook held only while :meth:`forward_decoder` runs; the decoding itself is
+      fairseq's (or, in a subclass, :meth:`combine`'s), untouched.
     """
 
     def __init__(self, models: List[torch.nn.Module], record_bytes: int = 0) -> None:
         super().__init__(models)
         self.last_encoder_outs: Optional[List[Any]] = None
-        self._step_features: List[Tensor] = []
         recordable = all(_records_states(m) for m in self.models)
         self.record: Optional[SearchRecord] = SearchRecord(record_bytes) if recordable and record_bytes > 0 else None
 
@@ -101,64 +99,37 @@ class RecordingEnsembleModel(EnsembleModel):
         if self.record is not None:
             self.record.reorder(new_order)
 
-    def _member_step(self, index: int, tokens: Tensor, encoder_outs: Any, incremental_states: Any) -> Any:
-        """Member ``index``'s decoder output ``(logits, extra)`` for ``tokens``, as ``model.decoder.forward`` gives it;
-        with a record, computed as features then output layer, and the last position's features are kept."""
-        model = self.models[index]
-        encoder_out = encoder_outs[index] if self.has_encoder() else None
-        state = {"incremental_state": incremental_states[index]} if self.has_incremental_states() else {}
-        if self.record is None or not self.record.complete:
-            return model.decoder.forward(tokens, encoder_out=encoder_out, **state)
-        features, extra = model.decoder.forward(tokens, encoder_out=encoder_out, features_only=True, **state)
-        last = features[:, -1, :]
-        self._step_features.append(last if features.shape[1] == 1 else last.clone())
-        return model.decoder.output_layer(features), extra
+    def combine(self, tokens: Tensor, encoder_outs: Any, incremental_states: Any, temperature: float = 1.0):
+        """One search step's combined log-probabilities: fairseq's ``EnsembleModel.forward_decoder``."""
+        return super().forward_decoder(tokens, encoder_outs, incremental_states, temperature)
 
     def forward_decoder(self, tokens: Tensor, encoder_outs: Any, incremental_states: Any, temperature: float = 1.0):  # type: ignore[override]
-        """fairseq's ``EnsembleModel.forward_decoder`` (same operations in the same order: in-place temperature,
-        ``get_normalized_probs``, ``logsumexp`` over the stacked members), with the decoders run through
-        :meth:`_member_step`."""
+        """:meth:`combine`; with an active record, each member's last decoder state (the input of its output
+        projection, in member order) is kept for this step."""
         if self.record is None or not self.record.complete:
-            return super().forward_decoder(tokens, encoder_outs, incremental_states, temperature)
-        self._step_features = []
-        log_probs: List[Tensor] = []
-        avg_attn: Optional[Tensor] = None
-        result: Any = None
-        for i, model in enumerate(self.models):
-            decoder_out = self._member_step(i, tokens, encoder_outs, incremental_states)
-            attn = _last_attention(decoder_out)
-            decoder_out_tuple = (decoder_out[0][:, -1:, :].div_(temperature), None if len(decoder_out) <= 1 else decoder_out[1])
-            probs = model.get_normalized_probs(decoder_out_tuple, log_probs=True, sample=None)[:, -1, :]
-            if self.models_size == 1:
-                result = (probs, attn)
-                break
-            log_probs.append(probs)
-            if attn is not None:
-                avg_attn = attn if avg_attn is None else avg_attn.add_(attn)
-        if result is None:
-            avg_probs = torch.logsumexp(torch.stack(log_probs, dim=0), dim=0) - math.log(self.models_size)
-            if avg_attn is not None:
-                avg_attn.div_(self.models_size)
-            result = (avg_probs, avg_attn)
-        self.record.add_step(tokens, self._step_features)
-        self._step_features = []
+            return self.combine(tokens, encoder_outs, incremental_states, temperature)
+        states: List[Tensor] = []
+
+        def keep(_module: torch.nn.Module, inputs: Any) -> None:
+            features = inputs[0]  # [rows, positions, d]: positions = 1 when decoding incrementally
+            states.append(features[:, -1, :] if features.shape[1] == 1 else features[:, -1, :].clone())
+
+        hooks = [model.decoder.output_projection.register_forward_pre_hook(keep) for model in self.models]
+        try:
+            result = self.combine(tokens, encoder_outs, incremental_states, temperature)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        self.record.add_step(tokens, states)
         return result
 
 
 def _records_states(model: torch.nn.Module) -> bool:
-    """Whether the model's decoder splits into ``forward(features_only=True)`` and ``output_layer`` (fairseq's
+    """Whether the model's decoder ends in an ``output_projection`` whose input is the state to keep (fairseq's
     transformer decoders without adaptive softmax)."""
     decoder = getattr(model, "decoder", None)
-    return isinstance(decoder, TransformerDecoderBase) and getattr(decoder, "adaptive_softmax", None) is None
-
-
-def _last_attention(decoder_out: Any) -> Optional[Tensor]:
-    """The last position's attention of a decoder output, as fairseq's ``EnsembleModel.forward_decoder`` reads it."""
-    if len(decoder_out) <= 1 or decoder_out[1] is None:
-        return None
-    holder = decoder_out[1] if isinstance(decoder_out[1], Tensor) else decoder_out[1].get("attn")
-    attn = holder if isinstance(holder, Tensor) or holder is None else holder[0]
-    return None if attn is None else attn[:, -1, :]
+    return (isinstance(decoder, TransformerDecoderBase) and getattr(decoder, "adaptive_softmax", None) is None
+            and isinstance(getattr(decoder, "output_projection", None), torch.nn.Module))
 
 
 class ExpectationOfProductsEnsembleModel(RecordingEnsembleModel):
@@ -189,20 +160,23 @@ class ExpectationOfProductsEnsembleModel(RecordingEnsembleModel):
             self._last = self._last.index_select(0, new_order)
             self._prefix = self._prefix.index_select(0, new_order)
 
-    def forward_decoder(self, tokens: Tensor, encoder_outs: Any, incremental_states: Any, temperature: float = 1.0):  # type: ignore[override]
+    def combine(self, tokens: Tensor, encoder_outs: Any, incremental_states: Any, temperature: float = 1.0):  # type: ignore[override]
         members: List[Tensor] = []
         attn_sum: Optional[Tensor] = None
-        self._step_features = []
         for i, model in enumerate(self.models):
-            decoder_out = self._member_step(i, tokens, encoder_outs, incremental_states)
+            encoder_out = encoder_outs[i] if self.has_encoder() else None
+            if self.has_incremental_states():
+                decoder_out = model.decoder.forward(tokens, encoder_out=encoder_out, incremental_state=incremental_states[i])
+            else:
+                decoder_out = model.decoder.forward(tokens, encoder_out=encoder_out)
             extra = decoder_out[1] if len(decoder_out) > 1 else None
-            attn = _last_attention(decoder_out)
-            if attn is not None:
+            attn = extra.get("attn") if isinstance(extra, dict) else None
+            attn = attn[0] if isinstance(attn, list) else attn
+            if isinstance(attn, Tensor):
+                attn = attn[:, -1, :]
                 attn_sum = attn if attn_sum is None else attn_sum + attn
             logits = decoder_out[0][:, -1:, :].div(temperature)
             members.append(model.get_normalized_probs((logits, extra), log_probs=True, sample=None)[:, -1, :])
-        if self.record is not None:
-            self.record.add_step(tokens, self._step_features)
         log_probs = torch.stack(members, dim=1)  # [rows, M, V]
         rows, m = log_probs.shape[:2]
         if tokens.size(1) == 1 or self._last is None or self._prefix is None or self._prefix.shape[0] != rows:

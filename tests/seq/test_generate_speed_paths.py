@@ -214,9 +214,28 @@ def test_search_record_over_its_budget_falls_back_to_teacher_forcing() -> None:
     assert ensemble.record is not None and not ensemble.record.complete
     scorer = HypothesisScorer(models, "ensemble", pad=dictionary.pad(), eos=dictionary.eos())
     assert ensemble.record.locate([0], [hypos[0][0]["tokens"].tolist()]) is None
-    results = scorer.score(net_input, hypos, 1, record=ensemble.record)
-    forced = scorer.score(net_input, hypos, 1)
-    assert [s.hypotheses[0].sequence for s in results] == [s.hypotheses[0].sequence for s in forced]
+    _assert_teacher_forced(scorer, net_input, hypos, ensemble.record)
+
+
+def _assert_teacher_forced(scorer: HypothesisScorer, net_input: Dict[str, Any], hypos: List[List[Dict[str, Any]]],
+                           record: Any) -> None:
+    """``score`` with this record must take the teacher-forced path (never the kept states) and give its values."""
+    calls = {"states": 0, "forced": 0}
+    from_states, forced_outputs = scorer._member_outputs_from_states, scorer._member_outputs
+
+    def count(name: str, fn: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    scorer._member_outputs_from_states = count("states", from_states)  # type: ignore[method-assign]
+    scorer._member_outputs = count("forced", forced_outputs)  # type: ignore[method-assign]
+    results = scorer.score(net_input, hypos, 1, record=record)
+    assert calls["states"] == 0 and calls["forced"] == len(scorer.models)
+    del scorer._member_outputs_from_states, scorer._member_outputs
+    plain = scorer.score(net_input, hypos, 1)
+    assert [s.hypotheses[0].sequence for s in results] == [s.hypotheses[0].sequence for s in plain]
 
 
 def test_hypothesis_missing_from_the_record_is_scored_by_teacher_forcing() -> None:
@@ -236,9 +255,7 @@ def test_hypothesis_missing_from_the_record_is_scored_by_teacher_forcing() -> No
     assert record.locate([sent], [tokens.tolist()]) is None
     hypos[sent][0]["tokens"] = tokens
     scorer = HypothesisScorer(models, "ensemble", pad=dictionary.pad(), eos=dictionary.eos())
-    with_record = scorer.score(net_input, hypos, 1, record=record)
-    forced = scorer.score(net_input, hypos, 1)
-    assert [s.hypotheses[0].sequence for s in with_record] == [s.hypotheses[0].sequence for s in forced]
+    _assert_teacher_forced(scorer, net_input, hypos, record)
 
 
 def test_prefix_hash_collisions_are_resolved_by_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
