@@ -141,3 +141,74 @@ def test_dirichlet_mean_log_probs_is_log_of_alpha_over_alpha0() -> None:
         torch.testing.assert_close(dirichlet_mean_log_probs(z, c).exp(), alpha / alpha.sum(-1, keepdim=True))
     extreme = torch.tensor([[-1e4, 0.0, 1e4]])
     assert torch.isfinite(dirichlet_mean_log_probs(extreme, 1.0)).all()
+
+
+def test_float32_measures_where_the_mixture_underflows_match_float64_logsumexp_forms():
+    """Classes that every member gives ~e^-150 (0 in float32) and classes some members give exactly 0: p̄ is
+    taken from the members' probabilities (no logsumexp), so ln p̄ is −inf where float32 p̄ underflows. The
+    measures must stay finite where defined and equal the float64 forms built on scipy's logsumexp."""
+    from scipy.special import logsumexp
+
+    from shared.uncertainty import weighted_ensemble_uncertainty
+
+    g = torch.Generator().manual_seed(3)
+    m, k = 3, 12
+    logits = torch.randn(40, m, k, generator=g, dtype=torch.float64) * 3
+    logits[..., :4] = -150.0  # e^-150 underflows in float32 for every member
+    logits[:20, 0, 4] = -math.inf  # member 0 gives class 4 probability 0 in half the rows
+    lp64 = torch.log_softmax(logits, -1)
+    log_w64 = torch.log_softmax(torch.randn(40, m, generator=g, dtype=torch.float64), -1)
+    lp = lp64.float()
+    for weights in (None, log_w64):
+        if weights is None:
+            out = ensemble_uncertainty(lp)
+            w = np.full((40, m), 1.0 / m)
+        else:
+            out = weighted_ensemble_uncertainty(lp, weights.float())
+            w = weights.exp().numpy()
+        lp_np = lp64.numpy()
+        log_mix = logsumexp(lp_np + np.log(w)[..., None], axis=-2)
+        mix = np.exp(log_mix)
+        total = -(mix * log_mix).sum(-1)
+        p = np.exp(lp_np)
+        data = -(w * np.where(p > 0, p * np.where(p > 0, lp_np, 0.0), 0.0).sum(-1)).sum(-1)
+        np.testing.assert_allclose(out["total"].numpy(), total, rtol=2e-5)
+        np.testing.assert_allclose(out["data"].numpy(), data, rtol=2e-5)
+        np.testing.assert_allclose(out["mutual_information"].numpy(), total - data, rtol=1e-3, atol=2e-5)
+        np.testing.assert_allclose(out["confidence"].numpy(), mix.max(-1), rtol=1e-6)
+        for key in ("total", "data", "mutual_information", "confidence"):
+            assert torch.isfinite(out[key]).all(), key
+        assert torch.isinf(out["epkl"][:20]).all() and torch.isfinite(out["epkl"][20:]).all()
+        if weights is not None:
+            assert torch.equal(torch.isinf(out["log_mean"]), out["log_mean"].exp() == 0)
+            assert torch.isneginf(out["log_mean"][..., :4]).all()
+    # member 0 (the one with zero probabilities) at weight 0: it drops out, nothing is NaN or infinite
+    log_w0 = log_w64.clone()
+    log_w0[:, 0] = -math.inf
+    log_w0 = torch.log_softmax(log_w0, -1)
+    out = weighted_ensemble_uncertainty(lp, log_w0.float())
+    rest = weighted_ensemble_uncertainty(lp[:, 1:], log_w0[:, 1:].float())
+    for key in ("total", "data", "mutual_information", "epkl", "rmi", "confidence"):
+        assert torch.isfinite(out[key]).all(), key
+        torch.testing.assert_close(out[key], rest[key], rtol=1e-5, atol=1e-6)
+
+
+def test_shared_member_terms_give_the_same_measures_and_wrong_shapes_are_refused():
+    """``members=`` (p_m and H[p_m] computed once for both chain rules) changes nothing, bit for bit; the entropies
+    are −Σ p ln p of each member; terms of other members' shape are refused."""
+    from shared.uncertainty import member_probs_and_entropies, weighted_ensemble_uncertainty
+
+    lp = _random_ensemble((6,), m=3, k=9, dtype=torch.float32)
+    log_w = torch.log_softmax(torch.randn(6, 3), -1)
+    members = member_probs_and_entropies(lp)
+    probs, entropy = members
+    np.testing.assert_allclose(entropy.double().numpy(), -(lp.double().exp() * lp.double()).sum(-1).numpy(), rtol=1e-5)
+    for plain, shared in ((ensemble_uncertainty(lp), ensemble_uncertainty(lp, members=members)),
+                          (weighted_ensemble_uncertainty(lp, log_w), weighted_ensemble_uncertainty(lp, log_w, members=members))):
+        assert plain.keys() == shared.keys()
+        for key in plain:
+            assert torch.equal(plain[key], shared[key]), key
+    with pytest.raises(ValueError, match="members="):
+        ensemble_uncertainty(lp, members=(probs[:, :2], entropy[:, :2]))
+    with pytest.raises(ValueError, match="members="):
+        weighted_ensemble_uncertainty(lp, log_w, members=(probs, entropy[:, :2]))
