@@ -24,8 +24,9 @@ distributions give the Proxy-Dirichlet target β = p̄·β̂₀ + 1
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -41,6 +42,38 @@ from shared.uncertainty import alphas_from_logits
 DEFAULT_MAX_ELEMENTS = 1 << 26
 
 
+class TokenMeasures(Mapping):
+    """The token-level measures of one hypothesis, read-only: name → its values (one per target token,
+    ``</s>`` included), ``None`` where undefined; keys in :data:`~endist_seq.generation.measures.TOKEN_MEASURES`
+    order.
+
+    A view of positions ``[start, end)`` of its batch's per-measure lists, sliced when read (a new list each time).
+    A batch thus keeps one list per measure instead of one per measure and hypothesis: those long-lived lists
+    (14 per hypothesis for an ensemble) were most of the objects the scoring left to Python's cyclic garbage
+    collector, whose collections cost more than the slicing.
+    """
+
+    __slots__ = ("_columns", "_start", "_end")
+
+    def __init__(self, columns: Dict[str, Optional[List[float]]], start: int, end: int) -> None:
+        self._columns = columns
+        self._start = start
+        self._end = end
+
+    def __getitem__(self, name: str) -> Optional[List[float]]:
+        column = self._columns[name]
+        return None if column is None else column[self._start:self._end]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __repr__(self) -> str:
+        return f"TokenMeasures({dict(self.items())!r})"
+
+
 @dataclass
 class HypothesisUncertainty:
     """Uncertainty of one hypothesis (``rank`` in fairseq's n-best order)."""
@@ -50,7 +83,7 @@ class HypothesisUncertainty:
     score: float
     log_prob: float  # unnormalised ln P(y|x) = Σ_l ln P(y_l|y<l, x) of the search's model (positional scores)
     sequence: Dict[str, Optional[float]]
-    token: Dict[str, Optional[List[float]]]
+    token: Mapping  # name -> Optional[List[float]]: a TokenMeasures view, or any mapping of the same values
 
 
 @dataclass
@@ -194,7 +227,12 @@ class HypothesisScorer:
         lengths = [int(t.numel()) for t in tokens]
         if min(lengths) < 1:
             raise ValueError("cannot score an empty hypothesis (no tokens, not even </s>)")
-        located = record.locate([i for i, _ in selected], [t.tolist() for t in tokens]) if record is not None else None
+        flat_ids = torch.cat(tokens).tolist()  # every hypothesis' token ids, one conversion
+        token_lists, start = [], 0
+        for length in lengths:
+            token_lists.append(flat_ids[start:start + length])
+            start += length
+        located = record.locate([i for i, _ in selected], token_lists) if record is not None else None
         if located is None and (encoder_outs is None or len(encoder_outs) != len(self.models)):
             encoder_outs = [m.encoder.forward_torchscript(net_input) for m in self.models]
         vocab = self._vocab_size()
@@ -202,8 +240,7 @@ class HypothesisScorer:
         tok_parts: List[M.TokenStats] = []
         group_of: List[List[int]] = self._groups(lengths, vocab)
         batch_size = int(net_input["src_tokens"].shape[0])
-        all_scores = [float(hypos[i][j]["score"]) for i, j in selected]
-        chosen_parts: List[Tensor] = []
+        all_scores = _floats([hypos[i][j]["score"] for i, j in selected])
         for group in group_of:
             if located is not None and record is not None:
                 flat = torch.tensor([row for g in group for row in located[g]], dtype=torch.long)
@@ -225,7 +262,6 @@ class HypothesisScorer:
                 ]
                 chosen = targets[mask]
                 group_lengths = mask.sum(1)
-            chosen_parts.append(chosen)
             segment = torch.arange(len(group), device=device).repeat_interleave(group_lengths)
             if self.kind == "ensemble":
                 stats = M.ensemble_token_stats(torch.stack(outputs, dim=1), chosen, segment, group_lengths)
@@ -239,7 +275,7 @@ class HypothesisScorer:
             scores = torch.tensor([all_scores[g] for g in group], dtype=torch.float64)
             seq_parts.append(M.sequence_measures(stats, segment, group_lengths, self.kind, scores.to(device)))
             tok_parts.append(stats)
-        self._attach(hypos, results, selected, group_of, seq_parts, tok_parts, lengths, chosen_parts, all_scores)
+        self._attach(hypos, results, selected, group_of, seq_parts, tok_parts, lengths, token_lists, all_scores)
         return results
 
     def _vocab_size(self) -> int:
@@ -257,14 +293,15 @@ class HypothesisScorer:
         seq_parts: List[Dict[str, Optional[Tensor]]],
         tok_parts: List[M.TokenStats],
         lengths: List[int],
-        chosen_parts: List[Tensor],
+        token_lists: List[List[int]],
         scores: List[float],
     ) -> None:
         """Python values of every scored hypothesis: one ``tolist()`` per block (token measures stacked,
-        sequence measures stacked, tokens), then list slices per hypothesis."""
+        sequence measures stacked, tokens); each hypothesis gets its sequence values and a
+        :class:`TokenMeasures` view of its positions."""
         undefined_tok = M.undefined_token_measures(self.kind)
         log_probs = _sequence_log_probs([hypos[i][j] for i, j in selected], lengths)
-        for group, seq, stats, chosen in zip(groups, seq_parts, tok_parts, chosen_parts):
+        for group, seq, stats in zip(groups, seq_parts, tok_parts):
             names = list(seq)
             defined = [k for k in names if seq[k] is not None]
             seq_rows = dict(zip(defined, torch.stack([seq[k] for k in defined]).tolist())) if defined else {}  # type: ignore[misc]
@@ -272,24 +309,15 @@ class HypothesisScorer:
             # float32 measures become float64 exactly (stack promotes), so the Python floats are those of per-measure tolist()
             tok_rows = torch.stack([stats.measures[name] for name in tok_names]).to(torch.float64).tolist() if tok_names else []
             tok_values = dict(zip(tok_names, tok_rows))
+            columns = {name: tok_values.get(name) for name in M.TOKEN_MEASURES}  # shared by the group's views
             undefined_column = [None] * len(group)
             # one tuple of sequence values per hypothesis (a transpose in C, not a dict lookup per value)
             seq_by_hypothesis = list(zip(*[seq_rows.get(k, undefined_column) for k in names]))
-            bounds = []
-            offset = 0
-            for g in group:
-                bounds.append((offset, offset + lengths[g]))
-                offset += lengths[g]
-            # per measure, the slices of every hypothesis; then one dict per hypothesis (zip transposes in C)
-            sliced = [undefined_column if column is None else [column[a:b] for a, b in bounds]
-                      for column in (tok_values.get(name) for name in M.TOKEN_MEASURES)]
-            token_by_hypothesis = list(zip(*sliced))
-            token_ids = chosen.tolist()
+            end = 0
             for pos, g in enumerate(group):
                 i, j = selected[g]
                 length = lengths[g]
-                start, end = bounds[pos]
-                token: Dict[str, Optional[List[float]]] = dict(zip(M.TOKEN_MEASURES, token_by_hypothesis[pos]))
+                start, end = end, end + length
                 sequence = dict(zip(names, seq_by_hypothesis[pos]))
                 log_prob = log_probs[g]
                 if log_prob is None:  # no positional scores: −L·tu_pe
@@ -297,11 +325,11 @@ class HypothesisScorer:
                     log_prob = float("nan") if tu_pe is None else -length * float(tu_pe)
                 result = HypothesisUncertainty(
                     rank=j,
-                    tokens=token_ids[start:end],
+                    tokens=token_lists[g],
                     score=scores[g],
                     log_prob=log_prob,
                     sequence=sequence,
-                    token=token,
+                    token=TokenMeasures(columns, start, end),
                 )
                 hypos[i][j]["uncertainty"] = result
                 results[i].hypotheses.append(result)
@@ -321,6 +349,13 @@ class HypothesisScorer:
             sent.weighted = {
                 name: M.aggregate([h.sequence[name] for h in sent.hypotheses], weights) for name in M.SEQUENCE_MEASURES
             }
+
+
+def _floats(values: List[Any]) -> List[float]:
+    """Python floats of numbers or 0-d tensors (fairseq's hypothesis scores): one ``tolist()`` when all are tensors."""
+    if values and all(isinstance(v, Tensor) and v.dim() == 0 for v in values):
+        return torch.stack(values).to(torch.float64).tolist()
+    return [float(v) for v in values]
 
 
 def _sequence_log_prob(hypo: Dict[str, Any], sequence: Dict[str, Optional[float]], length: int) -> float:

@@ -120,8 +120,10 @@ class SearchRecord:
         this batch. Entry ``[n][l]`` is the row of the stacked states whose output layer gives the
         distribution of its token l. ``None`` when a hypothesis is not among the recorded rows (then it
         must be re-scored). A hypothesis is looked up by binary search of (its sentence, its prefix hash)
-        among the rows of its last step, sorted once per step; the prefix of the row found is then compared
-        token by token, and plain Python follows the parents back (O(N·L) per batch beyond the sorts).
+        among the rows of its last step, sorted once per step; the prefix of the row found (read for all
+        hypotheses of a step in one gather) is then compared token by token, the next rows with the same key
+        only after a hash collision, and plain Python follows the parents back (O(N·L) per batch beyond the
+        sorts).
         """
         if not self.complete or not self.tokens or not hypotheses:
             return None
@@ -134,27 +136,48 @@ class SearchRecord:
             offsets.append(offsets[-1] + int(step_tokens.shape[0]))
         parents = [None if p is None else p.tolist() for p in self.parents[: max(lengths)]]
         tables: dict = {}  # step -> (sorted keys sentence·HASH_MODULUS + prefix hash, their rows), as Python lists
-        located: List[List[int]] = []
-        for sentence, tokens, length in zip(sentences, hypotheses, lengths):
+        prefixes = [list(tokens[: length - 1]) for tokens, length in zip(hypotheses, lengths)]
+        first: List[int] = []  # per hypothesis: position in its step's sorted keys of the first row with its key
+        by_step: dict = {}  # step -> hypotheses finalised at that step
+        for n, (sentence, prefix, length) in enumerate(zip(sentences, prefixes, lengths)):
             step = length - 1
             if step not in tables:  # one sort per step in torch instead of a Python loop over its rows
                 keys, rows = (self.sentences[step] * HASH_MODULUS + self.hashes[step]).sort(stable=True)
                 tables[step] = (keys.tolist(), rows.tolist())
-            keys_list, rows_list = tables[step]
-            prefix = list(tokens[:step])
+            keys_list = tables[step][0]
             want = int(sentence) * HASH_MODULUS + prefix_hash(prefix)
-            # the key narrows the rows down; the prefix itself decides (a hash collision is never taken)
-            row = None
             at = bisect_left(keys_list, want)
-            while at < len(keys_list) and keys_list[at] == want:
-                if not step or self.tokens[step][rows_list[at], 1:].tolist() == prefix:
-                    row = rows_list[at]
-                    break
-                at += 1
-            if row is None:
+            if at == len(keys_list) or keys_list[at] != want:
                 return None
+            first.append(at)
+            by_step.setdefault(step, []).append(n)
+        # the key narrows the rows down; the prefix itself decides (a hash collision is never taken): the prefixes
+        # of the first rows with each hypothesis' key, read with one gather per step
+        found: List[Optional[int]] = [None] * len(hypotheses)
+        for step, members in by_step.items():
+            rows_list = tables[step][1]
+            candidates = [rows_list[first[n]] for n in members]
+            if step == 0:
+                read: List[list] = [[] for _ in members]
+            else:
+                read = self.tokens[step][torch.tensor(candidates, device=self.tokens[step].device), 1:].tolist()
+            for n, row, got in zip(members, candidates, read):
+                if got == prefixes[n]:
+                    found[n] = row
+                    continue
+                keys_list = tables[step][0]
+                at = first[n] + 1  # a collision: the next rows with the same key, one by one
+                while at < len(keys_list) and keys_list[at] == keys_list[first[n]]:
+                    if self.tokens[step][rows_list[at], 1:].tolist() == prefixes[n]:
+                        found[n] = rows_list[at]
+                        break
+                    at += 1
+                if found[n] is None:
+                    return None
+        located: List[List[int]] = []
+        for row, length in zip(found, lengths):
             index = [0] * length
-            for s in range(step, -1, -1):
+            for s in range(length - 1, -1, -1):
                 index[s] = offsets[s] + row
                 parent = parents[s]
                 if parent is not None:

@@ -12,7 +12,7 @@ import torch
 from endist_seq.generation import measures as M
 from endist_seq.generation.output import AtomicJsonlWriter, format_lines, sentence_record
 from endist_seq.generation.parse import GenerateOutputError, read_generate_output, read_jsonl_output
-from endist_seq.generation.scorer import HypothesisUncertainty, SentenceUncertainty
+from endist_seq.generation.scorer import HypothesisUncertainty, SentenceUncertainty, TokenMeasures
 from endist_seq.ood import main as ood_main
 from endist_seq.ood import permute_lines, write_permuted_test_set
 
@@ -112,6 +112,34 @@ def _sentence(kind: str = "ensemble") -> SentenceUncertainty:
     weighted = {n: M.aggregate([h.sequence[n] for h in hyps], weights) for n in M.SEQUENCE_MEASURES}
     return SentenceUncertainty(kind=kind, num_members=1, temperature=1.0, hypotheses=hyps, weighted=weighted)
 
+
+
+def test_token_measures_view_reads_its_positions_of_the_batch_columns() -> None:
+    """A hypothesis' :class:`TokenMeasures` holds positions [start, end) of its batch's per-measure lists: each
+    read returns those values as a new list (changing it changes nothing), undefined measures read ``None``, keys
+    keep the batch's order, and it compares equal to the plain dict of its slices; the JSON record and the UT- line
+    are those of that dict."""
+    columns = {"b": [0.0, 1.0, 2.0, 3.0, 4.0], "a": None, "c": [10.0, 11.0, 12.0, 13.0, 14.0]}
+    view = TokenMeasures(columns, 1, 4)
+    plain = {"b": [1.0, 2.0, 3.0], "a": None, "c": [11.0, 12.0, 13.0]}
+    assert list(view) == ["b", "a", "c"] and len(view) == 3 and dict(view.items()) == plain and view == plain
+    got = view["b"]
+    got.append(99.0)
+    assert view["b"] == [1.0, 2.0, 3.0] and columns["b"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert TokenMeasures(columns, 4, 5)["c"] == [14.0] and TokenMeasures(columns, 2, 2)["b"] == []
+    with pytest.raises(KeyError):
+        view["missing"]
+    sent = _sentence("ensemble")
+    as_views = []
+    for hyp in sent.hypotheses:
+        names = list(hyp.token)
+        hyp_columns = {n: None if hyp.token[n] is None else [7.0] + hyp.token[n] + [8.0] for n in names}
+        as_views.append(HypothesisUncertainty(rank=hyp.rank, tokens=hyp.tokens, score=hyp.score, log_prob=hyp.log_prob,
+                                              sequence=hyp.sequence, token=TokenMeasures(hyp_columns, 1, 4)))
+    viewed = SentenceUncertainty(kind=sent.kind, num_members=sent.num_members, temperature=sent.temperature,
+                                 hypotheses=as_views, weighted=sent.weighted)
+    assert format_lines(3, viewed) == format_lines(3, sent)
+    assert json.dumps(sentence_record(3, viewed, ["x", "y"])) == json.dumps(sentence_record(3, sent, ["x", "y"]))
 
 def test_lines_round_trip_through_the_parser(tmp_path: Path) -> None:
     sent = _sentence("single")
