@@ -18,8 +18,12 @@ and prints one JSON line ``{"inference_s": ..., "ep_s": ..., "ep_extra": ep_s / 
 rescore_s / (inference_s − rescore_s) is the whole re-scoring relative to the search alone (the overhead of
 ``--compute-uncertainty`` measured inside one run, hence insensitive to load drifting between runs), and
 ``forcing_extra`` = forcing_s / (inference_s − rescore_s) its distribution part.
-Clock: process CPU time (``time.process_time``) of the last of ``RUNS`` runs in this process (each after
-``gc.collect()``), so one-time start-up costs of the first batch are not counted. Used by ``generate_overhead.py --ep-share``.
+Clock: process CPU time (``time.process_time``) summed over the last ``RUNS − 1`` of ``RUNS`` runs in this process
+(each after ``gc.collect()``), so one-time start-up costs of the first run are not counted. Several runs, because
+the toy's run of four batches has about one generation-1 garbage collection (1.5–2.5 ms, triggered by everything
+the run allocates): timing a single run charged it to whichever phase it happened to land in, the same one in every
+fresh process (in one measurement the scoring's share of the second run was 1–2 points above the later runs'). Used by
+``generate_overhead.py --ep-share``.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ import sys
 import time
 from typing import Any, Callable, Dict
 
-#: fairseq-generate runs in this process; only the last is timed
-RUNS = 2
+#: fairseq-generate runs in this process; all but the first are timed (summed)
+RUNS = 4
 
 
 def _timed(fn: Callable[..., Any], totals: Dict[str, float], key: str) -> Callable[..., Any]:
@@ -67,8 +71,9 @@ def main(argv: list) -> int:
     HypothesisScorer._member_outputs = _timed(HypothesisScorer._member_outputs, totals, "forcing_s")
     HypothesisScorer._member_outputs_from_states = _timed(HypothesisScorer._member_outputs_from_states, totals, "forcing_s")
     for run in range(RUNS):  # the first run pays one-time costs (lazy imports, allocator warm-up): not timed
-        for key in totals:
-            totals[key] = 0.0
+        if run <= 1:
+            for key in totals:
+                totals[key] = 0.0
         gc.collect()
         args = options.parse_args_and_arch(options.get_generation_parser(), argv)
         generate.main(convert_namespace_to_omegaconf(args))

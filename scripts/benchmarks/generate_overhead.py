@@ -1,31 +1,32 @@
 #!/usr/bin/env python
 """Overhead of ``--compute-uncertainty`` over plain ``fairseq-generate`` (issue #4 target: ≤ 10%).
 
-Runs the same model(s), data, beam and batch size through fairseq-generate's own ``main`` twice per
-repeat, IN ONE PROCESS, alternating the order from repeat to repeat:
+Runs the same model(s), data, beam and batch size through fairseq-generate's own ``main`` in pairs, IN ONE
+PROCESS, ``--runs-per-repeat`` pairs per repeat (default 3), alternating the order from pair to pair:
 
 * plain:        ``fairseq-generate DATA --user-dir endist_seq --task translation ...``
 * uncertainty:  ``fairseq-generate DATA --user-dir endist_seq --task translation_uncertainty --compute-uncertainty ...``
 
 The measure is generation **throughput** of fairseq's generation loop (``task.inference_step``
-over all batches, which includes our teacher-forced scoring and the ``U-`` lines), in two clocks:
+over all batches, which includes the uncertainty scoring and the ``U-`` lines), in two clocks:
 
 * **sentences per CPU second** — process CPU time spent inside ``inference_step`` (the script wraps
   the two tasks' ``inference_step`` with a clock for its own runs); other processes' load on a shared
   machine hardly moves it: this is the headline overhead;
 * **sentences/s** — fairseq's own ``num_sentences / timer`` (wall clock, unrounded timer).
 
-The overhead of repeat *r* is plain throughput ÷ uncertainty throughput of the two runs of that
-repeat; the script prints the median and min–max over ``--repeats`` (≥ 5 for a number you quote),
-after ``--warmup`` unrecorded pairs. The torch thread count is fixed (``--threads``, default 1) and
+The overhead of repeat *r* is plain throughput ÷ uncertainty throughput, each pooled over its runs of that
+repeat (the toy's loop is ~0.14 CPU s, and single runs of the same command vary by ±12% on a quiet machine;
+one pair per repeat gave per-repeat ratios of 0.85–1.5); the script prints the median and min–max over ``--repeats`` (≥ 5 for a number you quote),
+after ``--warmup`` unrecorded repeats. The torch thread count is fixed (``--threads``, default 1) and
 printed. Each run starts after ``gc.collect()``: otherwise Python's full (generation-2) garbage collection of
 the ~350k objects of fairseq, hydra and the previous runs' models lands inside some runs' loops (0.2–0.3 CPU s,
 more than the whole toy loop), which made the per-repeat ratio swing between 0.4 and 1.7. Also recorded: **wall** (the whole ``main`` call: task, models, data, generation, output).
-It checks that the two runs write identical hypotheses. With ``--ep-share`` it also runs
+It checks that the two runs of every pair write identical hypotheses. With ``--ep-share`` it also runs
 ``ep_measures_share.py`` ``--repeats`` times: the time of the expectation-of-products measures (issue 14)
 relative to the generation loop without them (median ``ep_extra``; issue 14's target ≤ 3%), and the
 scoring's CPU time (keeping the search's decoder states, then the measures) relative to the search within the same
-run (``rescore_extra``, of which the hypotheses' distributions from the kept states ``forcing_extra``). Usage::
+runs (``rescore_extra``, of which the hypotheses' distributions from the kept states ``forcing_extra``). Usage::
 
     python scripts/benchmarks/generate_overhead.py --data DATA_BIN --paths a.pt:b.pt [--subset test]
     python scripts/benchmarks/generate_overhead.py --toy-dir bench_output/toy   # builds the toy teachers if needed
@@ -193,14 +194,16 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed and printed; default 1)")
     parser.add_argument("--repeats", type=int, default=7, help="recorded plain/uncertainty pairs")
-    parser.add_argument("--warmup", type=int, default=1, help="unrecorded plain/uncertainty pairs first")
+    parser.add_argument("--runs-per-repeat", type=int, default=3,
+                        help="plain/uncertainty pairs per recorded repeat (order alternating), pooled into its ratio")
+    parser.add_argument("--warmup", type=int, default=1, help="unrecorded repeats first")
     parser.add_argument("--out", type=Path, default=Path("bench_output/generate_overhead.json"))
     parser.add_argument("--ep-share", action="store_true", help="also time the EP chain-rule measures in-process")
     parser.add_argument("--json", type=Path, help="write the overhead row here (bench_rows.py format)")
     args = parser.parse_args()
     if (args.data is None) != (args.paths is None):
         parser.error("give both --data and --paths, or neither (then the toy teachers are used)")
-    for flag in ("repeats", "threads", "beam", "nbest", "batch_size"):
+    for flag in ("repeats", "runs_per_repeat", "threads", "beam", "nbest", "batch_size"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.warmup < 0:
@@ -228,37 +231,48 @@ def main() -> int:
               "--batch-size", str(args.batch_size), "--cpu", "--num-workers", "0", "--user-dir", str(REPO / "endist_seq")]
     cmds = {"plain": [*common, "--task", "translation"],
             "uncertainty": [*common, "--task", "translation_uncertainty", "--compute-uncertainty"]}
-    runs: Dict[str, Dict[str, List[float]]] = {name: {"sentences_per_cpu_s": [], "sentences_per_s": [], "wall": []}
-                                               for name in cmds}
+    runs: Dict[str, Dict[str, list]] = {name: {"sentences_per_cpu_s": [], "sentences_per_s": [], "wall": [],
+                                               "single_runs_sentences_per_cpu_s": []} for name in cmds}
     ratios: Dict[str, List[float]] = {"cpu_throughput": [], "throughput": [], "wall": []}
     hyps: Dict[str, List[str]] = {}
-    print(f"torch threads {torch.get_num_threads()}; {args.warmup} warm-up + {args.repeats} recorded pairs, order alternating",
-          flush=True)
+    print(f"torch threads {torch.get_num_threads()}; {args.warmup} warm-up + {args.repeats} recorded repeats of "
+          f"{args.runs_per_repeat} plain/uncertainty pairs each, order alternating", flush=True)
     with tempfile.TemporaryDirectory(prefix="generate_overhead.") as tmp:
         for rep in range(-args.warmup, args.repeats):
-            order = list(cmds) if rep % 2 == 0 else list(cmds)[::-1]
-            got = {}
-            for name in order:
-                got[name] = _generate(cmds[name], Path(tmp) / f"{name}{rep}", args.subset, capture, clock)
-                hyps[name] = got[name][3]
+            # K pairs per repeat, the order alternating pair by pair (ABBA...); a contender's repeat value is its
+            # throughput over its K runs (seconds per sentence summed), so run-to-run noise averages out
+            seconds: Dict[str, List[float]] = {name: [0.0, 0.0, 0.0] for name in cmds}  # CPU s, fairseq s, wall s per sentence
+            single: Dict[str, List[float]] = {name: [] for name in cmds}  # each run's sentences per CPU s
+            for k in range(args.runs_per_repeat):
+                order = list(cmds) if (rep * args.runs_per_repeat + k) % 2 == 0 else list(cmds)[::-1]
+                for name in order:
+                    cpu_rate, rate, wall, hyps[name] = _generate(cmds[name], Path(tmp) / f"{name}{rep}_{k}", args.subset,
+                                                                 capture, clock)
+                    single[name].append(cpu_rate)
+                    for i, value in enumerate((1 / cpu_rate, 1 / rate, wall)):
+                        seconds[name][i] += value
+                if hyps["plain"] != hyps["uncertainty"]:
+                    sys.exit("error: --compute-uncertainty changed the hypotheses")
             if rep < 0:
                 continue
+            got = {name: (args.runs_per_repeat / cpu, args.runs_per_repeat / fair, wall / args.runs_per_repeat, None)
+                   for name, (cpu, fair, wall) in seconds.items()}
             for name, (cpu_rate, rate, wall, _) in got.items():
                 runs[name]["sentences_per_cpu_s"].append(cpu_rate)
                 runs[name]["sentences_per_s"].append(rate)
                 runs[name]["wall"].append(wall)
+                runs[name]["single_runs_sentences_per_cpu_s"].append(single[name])
             (p_cpu, p_rate, p_wall, _), (u_cpu, u_rate, u_wall, _) = got["plain"], got["uncertainty"]
             ratios["cpu_throughput"].append(p_cpu / u_cpu)
             ratios["throughput"].append(p_rate / u_rate)
             ratios["wall"].append(u_wall / p_wall)
             print(f"repeat {rep + 1}/{args.repeats}  sentences per CPU s: plain {p_cpu:9.2f} uncertainty {u_cpu:9.2f}"
                   f" overhead x{p_cpu / u_cpu:.4f} | sentences/s: {p_rate:9.2f} {u_rate:9.2f} x{p_rate / u_rate:.4f}", flush=True)
-            if hyps["plain"] != hyps["uncertainty"]:
-                sys.exit("error: --compute-uncertainty changed the hypotheses")
     stats = {key: summary(values) for key, values in ratios.items()}
     result = {
         "config": {"data": str(data), "paths": paths, "subset": args.subset, "beam": args.beam, "nbest": args.nbest,
-                   "batch_size": args.batch_size, "repeats": args.repeats, "warmup": args.warmup,
+                   "batch_size": args.batch_size, "repeats": args.repeats, "runs_per_repeat": args.runs_per_repeat,
+                   "warmup": args.warmup,
                    "threads": torch.get_num_threads()},
         "runs": runs,
         "per_repeat_ratio": ratios,

@@ -114,25 +114,31 @@ def test_readme_seq_eval_block(tmp_path: Path, toy_raw: Path, toy_data_bin: Path
 
 
 def test_generate_overhead_benchmark_runs(tmp_path: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> None:
-    """``scripts/benchmarks/generate_overhead.py`` (README, Benchmarks) on the toy ensemble: one repeat, one JSON."""
+    """``scripts/benchmarks/generate_overhead.py`` (README, Benchmarks) on the toy ensemble: one repeat of two
+    plain/uncertainty pairs, pooled (a contender's throughput over its two runs), one JSON."""
     out = tmp_path / "overhead.json"
     cmd = [sys.executable, str(REPO / "scripts" / "benchmarks" / "generate_overhead.py"), "--data", str(toy_data_bin),
-           "--paths", ":".join(map(str, teacher_checkpoints)), "--repeats", "2", "--warmup", "0", "--beam", "2",
-           "--out", str(out), "--json", str(tmp_path / "rows.json")]
+           "--paths", ":".join(map(str, teacher_checkpoints)), "--repeats", "1", "--runs-per-repeat", "2", "--warmup", "0",
+           "--beam", "2", "--out", str(out), "--json", str(tmp_path / "rows.json")]
     proc = subprocess.run(cmd, cwd=REPO, env=seq_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     result = json.loads(out.read_text())
     assert result["identical_hypotheses"] is True and result["config"]["threads"] == 1
+    assert result["config"]["runs_per_repeat"] == 2
     for key in ("cpu_throughput", "throughput", "wall"):
         per_repeat = result["per_repeat_ratio"][key]
-        assert len(per_repeat) == 2 and all(math.isfinite(r) and r > 0 for r in per_repeat)
-        stats = result["ratio"][key]
-        assert stats["min"] == min(per_repeat) and stats["max"] == max(per_repeat)
-        assert stats["median"] == pytest.approx(sum(per_repeat) / 2)
+        assert len(per_repeat) == 1 and math.isfinite(per_repeat[0]) and per_repeat[0] > 0
+        assert result["ratio"][key]["median"] == result["ratio"][key]["min"] == result["ratio"][key]["max"] == per_repeat[0]
+    pooled = {}
     for name in ("plain", "uncertainty"):  # fairseq's unrounded sentences/s, not the {:.1f}s timer
         assert all(r > 0 for r in result["runs"][name]["sentences_per_s"])
+        (single,) = result["runs"][name]["single_runs_sentences_per_cpu_s"]
+        assert len(single) == 2  # pooled: the same sentences twice in the summed CPU time of both runs
+        pooled[name] = 2 / sum(1 / r for r in single)
+        assert result["runs"][name]["sentences_per_cpu_s"] == [pytest.approx(pooled[name])]
+    assert result["per_repeat_ratio"]["cpu_throughput"][0] == pytest.approx(pooled["plain"] / pooled["uncertainty"])
     assert result["per_repeat_ratio"]["throughput"][0] == pytest.approx(
         result["runs"]["plain"]["sentences_per_s"][0] / result["runs"]["uncertainty"]["sentences_per_s"][0])
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
     assert [r["target"] for r in rows] == ["<= 1.1", "<= 1.1"] and rows[0]["median"] == result["ratio"]["cpu_throughput"]["median"]
-    assert "overhead (median of 2)" in proc.stdout and "torch threads 1" in proc.stdout
+    assert "overhead (median of 1)" in proc.stdout and "torch threads 1" in proc.stdout
