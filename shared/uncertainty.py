@@ -40,7 +40,10 @@ def _members(lp: torch.Tensor, members: Optional[Tuple[torch.Tensor, torch.Tenso
     probs, entropy = members
     if probs.shape != lp.shape or entropy.shape != lp.shape[:-1]:
         raise ValueError(f"members= shapes {tuple(probs.shape)}, {tuple(entropy.shape)} do not match log_probs {tuple(lp.shape)}")
-    return upcast(probs, lp.dtype), upcast(entropy, lp.dtype)
+    if probs.dtype != lp.dtype or entropy.dtype != lp.dtype:  # e.g. float32 terms in a float64 computation: less precise
+        raise ValueError(f"members= are {probs.dtype}/{entropy.dtype}, the computation is {lp.dtype}: compute them from "
+                         "log-probabilities of the computation's dtype")
+    return probs, entropy
 
 
 def ensemble_uncertainty(log_probs: torch.Tensor,
@@ -107,9 +110,10 @@ def weighted_ensemble_uncertainty(log_probs: torch.Tensor, log_weights: torch.Te
         ``total`` = H[P_w], ``data`` = Σ_m w_m H[P_m], ``mutual_information`` = total − data,
         ``epkl`` = Σ_{m,n} w_m w_n KL(P_m‖P_n) = −data − Σ_k P_w,k Σ_n w_n ln P_nk,
         ``rmi`` = Σ_m w_m KL(P_w‖P_m) = −total − Σ_k P_w,k Σ_m w_m ln P_mk,
-        ``confidence`` = max_k P_w,k (epkl and rmi are +inf when a member of weight > 0 gives zero probability
-        to a class the mixture supports, as in :func:`ensemble_uncertainty`), and ``log_mean`` ``[..., K]`` = ln P_w (−inf where P_w underflows to 0).
-        With w_m = 1/M these are :func:`ensemble_uncertainty`.
+        ``confidence`` = max_k P_w,k. With w_m = 1/M these are :func:`ensemble_uncertainty`.
+
+        epkl and rmi are +inf when a member of weight > 0 gives zero probability to a class the mixture supports
+        (as in :func:`ensemble_uncertainty`); a member of weight 0 drops out.
     """
     dtype = compute_dtype(log_probs, log_weights)
     lp = upcast(log_probs, dtype)
@@ -117,12 +121,12 @@ def weighted_ensemble_uncertainty(log_probs: torch.Tensor, log_weights: torch.Te
     w = lw.exp()
     probs, entropy = _members(lp, members)
     mean = (w * probs).sum(-2)  # [..., K] P_w (a sum over M: cheaper than a logsumexp over the non-contiguous M axis)
-    log_mean = mean.log()  # −inf only where P_w underflows to 0, whose term 0·ln P_w is 0 either way
-    total = -xlogy_safe(mean, log_mean).sum(-1)
+    # ln P_w = −inf only where P_w underflows to 0, whose term 0·ln P_w is 0 either way
+    total = -xlogy_safe(mean, mean.log()).sum(-1)
     data = (w.squeeze(-1) * entropy).sum(-1)
     # Σ_k P_w,k Σ_m w_m ln P_mk; w_m = 0 (underflow) with ln P_mk = −inf counts 0, w_m > 0 with it −inf (epkl, rmi = +inf)
     cross = xlogy_safe(mean, xlogy_safe(w, lp).sum(-2)).sum(-1)
-    return {**_decomposition(total, data, cross, mean), "log_mean": log_mean}
+    return _decomposition(total, data, cross, mean)
 
 
 def dirichlet_uncertainty(alphas: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -166,7 +166,6 @@ def ensemble_token_stats(log_probs: Tensor, targets: Tensor, segment: Tensor, le
     # weights would promote the whole [P, M, K] computation to float64 (1.5x its time)
     ep = weighted_ensemble_uncertainty(log_probs, log_weights.to(torch.promote_types(log_probs.dtype, torch.float32)),
                                        members=members)
-    ep.pop("log_mean")
     measures = {"pe_log_prob": log_prob, "ep_log_prob": torch.logsumexp(member + log_weights, dim=-1)}
     measures.update({f"pe_{k}": v for k, v in pe.items()})
     measures.update({f"ep_{k}": v for k, v in ep.items()})
@@ -313,4 +312,5 @@ def aggregate(values: Sequence[Optional[float]], weights: Sequence[float]) -> Op
         raise ValueError(f"{len(values)} values but {len(weights)} weights")
     if any(v is None for v in values):
         return None
-    return float(sum(w * v for w, v in zip(weights, values)))  # type: ignore[operator]
+    # a hypothesis of weight 0 contributes nothing, even where its value is ±inf (0·inf would make the sum NaN)
+    return float(sum(w * v for w, v in zip(weights, values) if w != 0))  # type: ignore[operator]

@@ -47,7 +47,8 @@ class TokenMeasures(Mapping):
     ``</s>`` included), ``None`` where undefined; keys in :data:`~endist_seq.generation.measures.TOKEN_MEASURES`
     order.
 
-    A view of positions ``[start, end)`` of its batch's per-measure lists, sliced when read (a new list each time).
+    A view of positions ``[start, end)`` of its batch's per-measure lists, sliced when read (a new list each time);
+    ``dict(view)`` gives a plain dict (e.g. for ``json.dumps``).
     A batch thus keeps one list per measure instead of one per measure and hypothesis: those long-lived lists
     (14 per hypothesis for an ensemble) were most of the objects the scoring left to Python's cyclic garbage
     collector, whose collections cost more than the slicing.
@@ -227,7 +228,7 @@ class HypothesisScorer:
         lengths = [int(t.numel()) for t in tokens]
         if min(lengths) < 1:
             raise ValueError("cannot score an empty hypothesis (no tokens, not even </s>)")
-        flat_ids = torch.cat(tokens).tolist()  # every hypothesis' token ids, one conversion
+        flat_ids = _int_lists(tokens)  # every hypothesis' token ids, one conversion
         token_lists, start = [], 0
         for length in lengths:
             token_lists.append(flat_ids[start:start + length])
@@ -351,9 +352,19 @@ class HypothesisScorer:
             }
 
 
+def _int_lists(tokens: List[Tensor]) -> List[int]:
+    """All token ids of the hypotheses in order, as one Python list: one ``tolist()`` (per device, should
+    hypotheses sit on several)."""
+    device = tokens[0].device
+    if all(t.device == device for t in tokens):
+        return torch.cat([t.reshape(-1) for t in tokens]).long().tolist()
+    return [int(v) for t in tokens for v in t.reshape(-1).long().tolist()]
+
+
 def _floats(values: List[Any]) -> List[float]:
-    """Python floats of numbers or 0-d tensors (fairseq's hypothesis scores): one ``tolist()`` when all are tensors."""
-    if values and all(isinstance(v, Tensor) and v.dim() == 0 for v in values):
+    """Python floats of numbers or 0-d tensors (fairseq's hypothesis scores): one ``tolist()`` when all are tensors
+    on one device."""
+    if values and all(isinstance(v, Tensor) and v.dim() == 0 and v.device == values[0].device for v in values):
         return torch.stack(values).to(torch.float64).tolist()
     return [float(v) for v in values]
 

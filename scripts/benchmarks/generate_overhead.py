@@ -2,13 +2,15 @@
 """Overhead of ``--compute-uncertainty`` over plain ``fairseq-generate`` (issue #4 target: ≤ 10%).
 
 Runs the same model(s), data, beam and batch size through fairseq-generate's own ``main`` in pairs, IN ONE
-PROCESS, ``--runs-per-repeat`` pairs per repeat (default 3), alternating the order from pair to pair:
+PROCESS, ``--runs-per-repeat`` pairs per repeat (default 2), alternating the order from pair to pair (plain
+first in the even pairs of a repeat, so an even count gives each contender the first place equally often):
 
 * plain:        ``fairseq-generate DATA --user-dir endist_seq --task translation ...``
 * uncertainty:  ``fairseq-generate DATA --user-dir endist_seq --task translation_uncertainty --compute-uncertainty ...``
 
 The measure is generation **throughput** of fairseq's generation loop (``task.inference_step``
-over all batches, which includes the uncertainty scoring and the ``U-`` lines), in two clocks:
+over all batches, which includes the uncertainty scoring; the ``U-`` lines are written outside it, like fairseq's own
+``H-`` lines), in two clocks:
 
 * **sentences per CPU second** — process CPU time spent inside ``inference_step`` (the script wraps
   the two tasks' ``inference_step`` with a clock for its own runs); other processes' load on a shared
@@ -193,9 +195,10 @@ def main() -> int:
     parser.add_argument("--nbest", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed and printed; default 1)")
-    parser.add_argument("--repeats", type=int, default=7, help="recorded plain/uncertainty pairs")
-    parser.add_argument("--runs-per-repeat", type=int, default=3,
-                        help="plain/uncertainty pairs per recorded repeat (order alternating), pooled into its ratio")
+    parser.add_argument("--repeats", type=int, default=7, help="recorded repeats (of --runs-per-repeat pairs each)")
+    parser.add_argument("--runs-per-repeat", type=int, default=2,
+                        help="plain/uncertainty pairs per repeat (order alternating; even: each contender first equally "
+                             "often), pooled into the repeat's ratio")
     parser.add_argument("--warmup", type=int, default=1, help="unrecorded repeats first")
     parser.add_argument("--out", type=Path, default=Path("bench_output/generate_overhead.json"))
     parser.add_argument("--ep-share", action="store_true", help="also time the EP chain-rule measures in-process")
@@ -239,12 +242,12 @@ def main() -> int:
           f"{args.runs_per_repeat} plain/uncertainty pairs each, order alternating", flush=True)
     with tempfile.TemporaryDirectory(prefix="generate_overhead.") as tmp:
         for rep in range(-args.warmup, args.repeats):
-            # K pairs per repeat, the order alternating pair by pair (ABBA...); a contender's repeat value is its
+            # K pairs per repeat, the order alternating pair by pair (AB BA ...); a contender's repeat value is its
             # throughput over its K runs (seconds per sentence summed), so run-to-run noise averages out
             seconds: Dict[str, List[float]] = {name: [0.0, 0.0, 0.0] for name in cmds}  # CPU s, fairseq s, wall s per sentence
             single: Dict[str, List[float]] = {name: [] for name in cmds}  # each run's sentences per CPU s
             for k in range(args.runs_per_repeat):
-                order = list(cmds) if (rep * args.runs_per_repeat + k) % 2 == 0 else list(cmds)[::-1]
+                order = list(cmds) if k % 2 == 0 else list(cmds)[::-1]
                 for name in order:
                     cpu_rate, rate, wall, hyps[name] = _generate(cmds[name], Path(tmp) / f"{name}{rep}_{k}", args.subset,
                                                                  capture, clock)

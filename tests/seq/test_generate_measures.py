@@ -96,6 +96,8 @@ def test_posterior_weights_and_aggregate() -> None:
     assert M.aggregate([1.0, 2.0, 4.0], M.posterior_weights(scores, 1e6).tolist()) == pytest.approx(7 / 3, rel=1e-5)
     assert M.aggregate([1.0, 2.0, 4.0], M.posterior_weights(scores, 1e-3).tolist()) == pytest.approx(1.0)
     assert M.aggregate([1.0, None], [0.5, 0.5]) is None
+    # an infinite measure (e.g. epkl with a zero-probability member) of a weight-0 hypothesis is not NaN
+    assert M.aggregate([1.0, math.inf], [1.0, 0.0]) == 1.0 and M.aggregate([1.0, math.inf], [0.5, 0.5]) == math.inf
     with pytest.raises(ValueError, match="temperature"):
         M.posterior_weights(scores, 0.0)
 
@@ -111,7 +113,6 @@ def _sentence(kind: str = "ensemble") -> SentenceUncertainty:
     weights = M.posterior_weights(torch.tensor([h.score for h in hyps])).tolist()
     weighted = {n: M.aggregate([h.sequence[n] for h in hyps], weights) for n in M.SEQUENCE_MEASURES}
     return SentenceUncertainty(kind=kind, num_members=1, temperature=1.0, hypotheses=hyps, weighted=weighted)
-
 
 
 def test_token_measures_view_reads_its_positions_of_the_batch_columns() -> None:
@@ -140,6 +141,7 @@ def test_token_measures_view_reads_its_positions_of_the_batch_columns() -> None:
                                  hypotheses=as_views, weighted=sent.weighted)
     assert format_lines(3, viewed) == format_lines(3, sent)
     assert json.dumps(sentence_record(3, viewed, ["x", "y"])) == json.dumps(sentence_record(3, sent, ["x", "y"]))
+
 
 def test_lines_round_trip_through_the_parser(tmp_path: Path) -> None:
     sent = _sentence("single")

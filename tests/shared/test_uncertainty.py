@@ -178,10 +178,12 @@ def test_float32_measures_where_the_mixture_underflows_match_float64_logsumexp_f
         np.testing.assert_allclose(out["confidence"].numpy(), mix.max(-1), rtol=1e-6)
         for key in ("total", "data", "mutual_information", "confidence"):
             assert torch.isfinite(out[key]).all(), key
-        assert torch.isinf(out["epkl"][:20]).all() and torch.isfinite(out["epkl"][20:]).all()
-        if weights is not None:
-            assert torch.equal(torch.isinf(out["log_mean"]), out["log_mean"].exp() == 0)
-            assert torch.isneginf(out["log_mean"][..., :4]).all()
+        # a member with probability 0 where the mixture has mass: epkl and rmi +inf (rows < 20); elsewhere their
+        # float64 forms epkl = −data − Σ_k P_k Σ_n w_n ln p_nk, rmi = −total − Σ_k P_k Σ_m w_m ln p_mk
+        assert torch.isinf(out["epkl"][:20]).all() and torch.isinf(out["rmi"][:20]).all()
+        cross = (mix * (w[..., None] * lp_np).sum(-2)).sum(-1)[20:]
+        np.testing.assert_allclose(out["epkl"][20:].numpy(), (-data[20:] - cross), rtol=1e-4, atol=2e-5)
+        np.testing.assert_allclose(out["rmi"][20:].numpy(), (-total[20:] - cross), rtol=1e-4, atol=2e-5)
     # member 0 (the one with zero probabilities) at weight 0: it drops out, nothing is NaN or infinite
     log_w0 = log_w64.clone()
     log_w0[:, 0] = -math.inf
@@ -212,3 +214,5 @@ def test_shared_member_terms_give_the_same_measures_and_wrong_shapes_are_refused
         ensemble_uncertainty(lp, members=(probs[:, :2], entropy[:, :2]))
     with pytest.raises(ValueError, match="members="):
         weighted_ensemble_uncertainty(lp, log_w, members=(probs, entropy[:, :2]))
+    with pytest.raises(ValueError, match="members="):  # float32 terms in a float64 computation (float64 weights)
+        weighted_ensemble_uncertainty(lp, log_w.double(), members=members)
