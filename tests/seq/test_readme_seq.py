@@ -115,11 +115,12 @@ def test_readme_seq_eval_block(tmp_path: Path, toy_raw: Path, toy_data_bin: Path
 
 def test_generate_overhead_benchmark_runs(tmp_path: Path, toy_data_bin: Path, teacher_checkpoints: List[Path]) -> None:
     """``scripts/benchmarks/generate_overhead.py`` (README, Benchmarks) on the toy ensemble: one repeat of two
-    plain/uncertainty pairs, pooled (a contender's throughput over its two runs), one JSON."""
+    plain/uncertainty pairs, pooled (a contender's throughput over its two runs), and the in-run shares of
+    ``ep_measures_share.py`` (``--ep-share``), one JSON."""
     out = tmp_path / "overhead.json"
     cmd = [sys.executable, str(REPO / "scripts" / "benchmarks" / "generate_overhead.py"), "--data", str(toy_data_bin),
            "--paths", ":".join(map(str, teacher_checkpoints)), "--repeats", "1", "--runs-per-repeat", "2", "--warmup", "0",
-           "--beam", "2", "--out", str(out), "--json", str(tmp_path / "rows.json")]
+           "--beam", "2", "--ep-share", "--out", str(out), "--json", str(tmp_path / "rows.json")]
     proc = subprocess.run(cmd, cwd=REPO, env=seq_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     result = json.loads(out.read_text())
@@ -139,6 +140,15 @@ def test_generate_overhead_benchmark_runs(tmp_path: Path, toy_data_bin: Path, te
     assert result["per_repeat_ratio"]["cpu_throughput"][0] == pytest.approx(pooled["plain"] / pooled["uncertainty"])
     assert result["per_repeat_ratio"]["throughput"][0] == pytest.approx(
         result["runs"]["plain"]["sentences_per_s"][0] / result["runs"]["uncertainty"]["sentences_per_s"][0])
+    # the in-run shares: every timed part inside the generation loop, the ratios as documented
+    (share,) = result["ep_share_runs"]
+    assert 0 < share["forcing_s"] < share["rescore_s"] < share["inference_s"] and 0 < share["ep_s"] < share["rescore_s"]
+    search = share["inference_s"] - share["rescore_s"]
+    assert share["rescore_extra"] == pytest.approx(share["rescore_s"] / search)
+    assert share["forcing_extra"] == pytest.approx(share["forcing_s"] / search)
+    assert share["ep_extra"] == pytest.approx(share["ep_s"] / (share["inference_s"] - share["ep_s"]))
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
-    assert [r["target"] for r in rows] == ["<= 1.1", "<= 1.1"] and rows[0]["median"] == result["ratio"]["cpu_throughput"]["median"]
+    assert [r["target"] for r in rows] == ["<= 1.1", "<= 1.1", "<= 1.1", "<= 0.03"]
+    assert rows[0]["median"] == result["ratio"]["cpu_throughput"]["median"]
+    assert rows[2]["median"] == pytest.approx(1 + share["rescore_extra"]) and rows[3]["median"] == share["ep_extra"]
     assert "overhead (median of 1)" in proc.stdout and "torch threads 1" in proc.stdout
