@@ -68,3 +68,34 @@ def test_plugin_registers_when_fairseq_is_imported_after_it() -> None:
         "namespace_allowed": True,
         "excepthook": True,
     }
+
+
+#: modules whose own ``import torch``/``import fairseq`` fired the registration while they were half-initialised (the
+#: registration imports the tasks, which import them): as a script's first import they raised ImportError
+FIRST_IMPORTS = ("endist_seq.generation.scorer", "endist_seq.generation.output", "endist_seq.generation.search_record",
+                 "endist_seq.generation.sequence_generator", "endist_seq.safe_globals", "endist_seq.teachers")
+
+
+def test_any_module_as_the_first_import_registers_once_it_is_imported() -> None:
+    """Each module above imported first in a fresh interpreter: the import succeeds and, right after it (nothing else
+    imported), the tasks, criterions and checkpoint allow-list are registered and the import hook is gone."""
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    code = (
+        "import json, sys, argparse\n"
+        "import {module}\n"
+        "import endist_seq\n"
+        "tasks, criterions, torch = sys.modules['fairseq.tasks'], sys.modules['fairseq.criterions'], sys.modules['torch']\n"
+        "print(json.dumps({{'registered': endist_seq._REGISTERED,\n"
+        "    'task': 'translation_uncertainty' in tasks.TASK_REGISTRY,\n"
+        "    'criterion': 'dirichlet_proxy_distillation' in criterions.CRITERION_REGISTRY,\n"
+        "    'namespace_allowed': argparse.Namespace in torch.serialization.get_safe_globals(),\n"
+        "    'hook_left': any(type(f).__name__ == '_RegisterAfterImport' for f in sys.meta_path)}}))\n"
+    )
+    procs = {m: subprocess.Popen([sys.executable, "-W", "ignore", "-c", code.format(module=m)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for m in FIRST_IMPORTS}
+    for module, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"import {module} first: {err[-2000:]}"
+        assert json.loads(out.strip().splitlines()[-1]) == {
+            "registered": True, "task": True, "criterion": True, "namespace_allowed": True, "hook_left": False}, module
