@@ -16,7 +16,7 @@ float64; the outputs have the computation dtype.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 
@@ -25,34 +25,11 @@ from shared._tensor import MAX_LOG_ALPHA, MIN_LOG_ALPHA, compute_dtype, upcast, 
 from shared.uncertainty_keys import UNCERTAINTY_KEYS  # noqa: E402  (torch-free home of the names)
 
 
-def member_probs_and_entropies(log_probs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """p_m = exp(ln p_m) ``[..., M, K]`` and H[p_m] = −Σ_k p_mk ln p_mk ``[..., M]`` (0·ln 0 = 0) in the computation
-    dtype: the member terms that :func:`ensemble_uncertainty` and :func:`weighted_ensemble_uncertainty` of the same
-    members share (pass them as ``members=`` to compute them once)."""
-    lp = upcast(log_probs, compute_dtype(log_probs))
-    probs = lp.exp()
-    return probs, -xlogy_safe(probs, lp).sum(-1)
-
-
-def _members(lp: torch.Tensor, members: Optional[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
-    if members is None:
-        return member_probs_and_entropies(lp)
-    probs, entropy = members
-    if probs.shape != lp.shape or entropy.shape != lp.shape[:-1]:
-        raise ValueError(f"members= shapes {tuple(probs.shape)}, {tuple(entropy.shape)} do not match log_probs {tuple(lp.shape)}")
-    if probs.dtype != lp.dtype or entropy.dtype != lp.dtype:  # e.g. float32 terms in a float64 computation: less precise
-        raise ValueError(f"members= are {probs.dtype}/{entropy.dtype}, the computation is {lp.dtype}: compute them from "
-                         "log-probabilities of the computation's dtype")
-    return probs, entropy
-
-
-def ensemble_uncertainty(log_probs: torch.Tensor,
-                         members: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+def ensemble_uncertainty(log_probs: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Uncertainty measures of an ensemble from member log-probabilities.
 
     Args:
         log_probs: ``[..., M, K]`` log p_m(y = k); ``-inf`` allowed for zero probabilities.
-        members: optional :func:`member_probs_and_entropies` of ``log_probs``, if already computed.
 
     Returns:
         dict of ``[...]`` tensors with keys ``total``, ``data``, ``mutual_information``,
@@ -73,12 +50,12 @@ def ensemble_uncertainty(log_probs: torch.Tensor,
     dtype = compute_dtype(log_probs)
     lp = upcast(log_probs, dtype)
     m = lp.shape[-2]
-    probs, entropy = _members(lp, members)
+    probs = lp.exp()
     # p̄ from the members' probabilities (a sum over M, cheaper than a logsumexp over the non-contiguous M axis);
     # ln p̄ = −inf only where p̄ underflows to 0, whose term 0·ln p̄ is 0 either way
     mean = probs.sum(-2).div_(m)  # [..., K]
     total = -xlogy_safe(mean, mean.log()).sum(-1)
-    data = entropy.mean(-1)
+    data = -xlogy_safe(probs, lp).sum(-1).mean(-1)
     mean_log = lp.mean(-2)  # (1/M) Σ_m ln p_mk
     cross = xlogy_safe(mean, mean_log).sum(-1)  # Σ_k p̄_k · mean_m ln p_mk
     return _decomposition(total, data, cross, mean)
@@ -96,15 +73,13 @@ def _decomposition(total: torch.Tensor, data: torch.Tensor, cross: torch.Tensor,
     }
 
 
-def weighted_ensemble_uncertainty(log_probs: torch.Tensor, log_weights: torch.Tensor,
-                                  members: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+def weighted_ensemble_uncertainty(log_probs: torch.Tensor, log_weights: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Measures of a weighted mixture P_w = Σ_m w_m P_m (e.g. the expectation-of-products chain rule of
     structured prediction, where w_m is member m's posterior given the prefix).
 
     Args:
         log_probs: ``[..., M, K]`` ln P_m(k) (−inf allowed).
         log_weights: ``[..., M]`` ln w_m, Σ_m w_m = 1.
-        members: optional :func:`member_probs_and_entropies` of ``log_probs``, if already computed.
 
     Returns:
         ``total`` = H[P_w], ``data`` = Σ_m w_m H[P_m], ``mutual_information`` = total − data,
@@ -119,11 +94,11 @@ def weighted_ensemble_uncertainty(log_probs: torch.Tensor, log_weights: torch.Te
     lp = upcast(log_probs, dtype)
     lw = upcast(log_weights, dtype).unsqueeze(-1)  # [..., M, 1]
     w = lw.exp()
-    probs, entropy = _members(lp, members)
+    probs = lp.exp()
     mean = (w * probs).sum(-2)  # [..., K] P_w (a sum over M: cheaper than a logsumexp over the non-contiguous M axis)
     # ln P_w = −inf only where P_w underflows to 0, whose term 0·ln P_w is 0 either way
     total = -xlogy_safe(mean, mean.log()).sum(-1)
-    data = (w.squeeze(-1) * entropy).sum(-1)
+    data = -(w.squeeze(-1) * xlogy_safe(probs, lp).sum(-1)).sum(-1)
     # Σ_k P_w,k Σ_m w_m ln P_mk; w_m = 0 (underflow) with ln P_mk = −inf counts 0, w_m > 0 with it −inf (epkl, rmi = +inf)
     cross = xlogy_safe(mean, xlogy_safe(w, lp).sum(-2)).sum(-1)
     return _decomposition(total, data, cross, mean)

@@ -83,7 +83,6 @@ from shared.uncertainty import (
     UNCERTAINTY_KEYS,
     dirichlet_uncertainty,
     ensemble_uncertainty,
-    member_probs_and_entropies,
     weighted_ensemble_uncertainty,
 )
 
@@ -156,16 +155,14 @@ def ensemble_token_stats(log_probs: Tensor, targets: Tensor, segment: Tensor, le
     """
     if log_probs.dim() != 3 or targets.shape != log_probs.shape[:1]:
         raise ValueError(f"expected log_probs [P, M, K] and targets [P], got {tuple(log_probs.shape)}, {tuple(targets.shape)}")
-    members = member_probs_and_entropies(log_probs)  # shared by the two chain rules
-    pe = ensemble_uncertainty(log_probs, members=members)
+    pe = ensemble_uncertainty(log_probs)
     index = targets.view(-1, 1, 1).expand(-1, log_probs.shape[1], 1)
     member = log_probs.gather(-1, index).squeeze(-1).to(torch.float64)  # [P, M]
     log_prob = torch.logsumexp(member, dim=-1) - math.log(member.shape[-1])
     log_weights = prefix_log_weights(member, segment, lengths)
     # the measures in the distributions' own precision (float32 for float32/half, float64 for float64): float64
     # weights would promote the whole [P, M, K] computation to float64 (1.5x its time)
-    ep = weighted_ensemble_uncertainty(log_probs, log_weights.to(torch.promote_types(log_probs.dtype, torch.float32)),
-                                       members=members)
+    ep = weighted_ensemble_uncertainty(log_probs, log_weights.to(torch.promote_types(log_probs.dtype, torch.float32)))
     measures = {"pe_log_prob": log_prob, "ep_log_prob": torch.logsumexp(member + log_weights, dim=-1)}
     measures.update({f"pe_{k}": v for k, v in pe.items()})
     measures.update({f"ep_{k}": v for k, v in ep.items()})
@@ -243,33 +240,25 @@ def sequence_measures(
     length = lengths.to(torch.float64)
     out: Dict[str, Optional[Tensor]] = {name: None for name in SEQUENCE_MEASURES}
     out["score"] = None if scores is None else scores.to(torch.float64)
-    # every per-position quantity summed per hypothesis in ONE segment sum: columns [ln P_PE(y_l) | per member
-    # ln P_m(y_l) (ensemble) or E ln π_{y_l} (Dirichlet) | each token measure]
-    columns = [stats.log_prob.unsqueeze(1)]
-    if kind == "ensemble":
-        assert stats.member_log_prob is not None
-        columns.append(stats.member_log_prob)
-    elif kind in ("dirichlet", "proxy"):
-        assert stats.expected_log_prob is not None
-        columns.append(stats.expected_log_prob.unsqueeze(1))
-    keys = [key for key in stats.measures if not key.endswith("_log_prob")]
-    columns += [stats.measures[key].unsqueeze(1) for key in keys]
-    sums = _segment_sum(torch.cat([c.to(torch.float64) for c in columns], dim=1), segment, n)  # [N, C]
-    tu_pe = -sums[:, 0] / length
+    tu_pe = -_segment_sum(stats.log_prob, segment, n) / length
     out["tu_pe"] = tu_pe
     if kind == "ensemble":
-        m = columns[1].shape[1]
-        member_sums = sums[:, 1:1 + m]  # [N, M]: ln P_m(y|x)
+        assert stats.member_log_prob is not None
+        member_sums = _segment_sum(stats.member_log_prob, segment, n)  # [N, M]: ln P_m(y|x)
+        m = member_sums.shape[-1]
         tu_ep = -(torch.logsumexp(member_sums, dim=-1) - math.log(m)) / length
         nll = -member_sums.mean(-1) / length
         out.update(tu_ep=tu_ep, member_nll=nll, ku_pe=nll - tu_pe, ku_ep=nll - tu_ep)
     elif kind in ("dirichlet", "proxy"):
-        nll = -sums[:, 1] / length
+        assert stats.expected_log_prob is not None
+        nll = -_segment_sum(stats.expected_log_prob, segment, n) / length
         out.update(member_nll=nll, ku_pe=nll - tu_pe)
     else:
         out["tu_ep"] = tu_pe
-    if keys:  # each measure's per-hypothesis mean
-        means = sums[:, sums.shape[1] - len(keys):] / length.unsqueeze(1)
+    keys = [key for key in stats.measures if not key.endswith("_log_prob")]
+    if keys:  # every measure's per-hypothesis mean in one segment sum (column c of [P, K] is measure c)
+        block = torch.stack([stats.measures[key].to(torch.float64) for key in keys], dim=1)
+        means = _segment_sum(block, segment, n) / length.unsqueeze(1)
         for column, key in enumerate(keys):
             out[key] = means[:, column]
     for key in _SEQUENCE_UNDEFINED[kind]:

@@ -228,11 +228,7 @@ class HypothesisScorer:
         lengths = [int(t.numel()) for t in tokens]
         if min(lengths) < 1:
             raise ValueError("cannot score an empty hypothesis (no tokens, not even </s>)")
-        flat_ids = _int_lists(tokens)  # every hypothesis' token ids, one conversion
-        token_lists, start = [], 0
-        for length in lengths:
-            token_lists.append(flat_ids[start:start + length])
-            start += length
+        token_lists = [t.tolist() for t in tokens]  # (one tolist() of the concatenation measured 3x slower at 64 hypotheses)
         located = record.locate([i for i, _ in selected], token_lists) if record is not None else None
         if located is None and (encoder_outs is None or len(encoder_outs) != len(self.models)):
             encoder_outs = [m.encoder.forward_torchscript(net_input) for m in self.models]
@@ -241,7 +237,7 @@ class HypothesisScorer:
         tok_parts: List[M.TokenStats] = []
         group_of: List[List[int]] = self._groups(lengths, vocab)
         batch_size = int(net_input["src_tokens"].shape[0])
-        all_scores = _floats([hypos[i][j]["score"] for i, j in selected])
+        all_scores = [float(hypos[i][j]["score"]) for i, j in selected]
         for group in group_of:
             if located is not None and record is not None:
                 flat = torch.tensor([row for g in group for row in located[g]], dtype=torch.long)
@@ -350,23 +346,6 @@ class HypothesisScorer:
             sent.weighted = {
                 name: M.aggregate([h.sequence[name] for h in sent.hypotheses], weights) for name in M.SEQUENCE_MEASURES
             }
-
-
-def _int_lists(tokens: List[Tensor]) -> List[int]:
-    """All token ids of the hypotheses in order, as one Python list: one ``tolist()`` (per device, should
-    hypotheses sit on several)."""
-    device = tokens[0].device
-    if all(t.device == device for t in tokens):
-        return torch.cat([t.reshape(-1) for t in tokens]).long().tolist()
-    return [int(v) for t in tokens for v in t.reshape(-1).long().tolist()]
-
-
-def _floats(values: List[Any]) -> List[float]:
-    """Python floats of numbers or 0-d tensors (fairseq's hypothesis scores): one ``tolist()`` when all are tensors
-    on one device."""
-    if values and all(isinstance(v, Tensor) and v.dim() == 0 and v.device == values[0].device for v in values):
-        return torch.stack(values).to(torch.float64).tolist()
-    return [float(v) for v in values]
 
 
 def _sequence_log_prob(hypo: Dict[str, Any], sequence: Dict[str, Optional[float]], length: int) -> float:

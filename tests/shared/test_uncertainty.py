@@ -194,25 +194,3 @@ def test_float32_measures_where_the_mixture_underflows_match_float64_logsumexp_f
         assert torch.isfinite(out[key]).all(), key
         torch.testing.assert_close(out[key], rest[key], rtol=1e-5, atol=1e-6)
 
-
-def test_shared_member_terms_give_the_same_measures_and_wrong_shapes_are_refused():
-    """``members=`` (p_m and H[p_m] computed once for both chain rules) changes nothing, bit for bit; the entropies
-    are −Σ p ln p of each member; terms of other members' shape are refused."""
-    from shared.uncertainty import member_probs_and_entropies, weighted_ensemble_uncertainty
-
-    lp = _random_ensemble((6,), m=3, k=9, dtype=torch.float32)
-    log_w = torch.log_softmax(torch.randn(6, 3), -1)
-    members = member_probs_and_entropies(lp)
-    probs, entropy = members
-    np.testing.assert_allclose(entropy.double().numpy(), -(lp.double().exp() * lp.double()).sum(-1).numpy(), rtol=1e-5)
-    for plain, shared in ((ensemble_uncertainty(lp), ensemble_uncertainty(lp, members=members)),
-                          (weighted_ensemble_uncertainty(lp, log_w), weighted_ensemble_uncertainty(lp, log_w, members=members))):
-        assert plain.keys() == shared.keys()
-        for key in plain:
-            assert torch.equal(plain[key], shared[key]), key
-    with pytest.raises(ValueError, match="members="):
-        ensemble_uncertainty(lp, members=(probs[:, :2], entropy[:, :2]))
-    with pytest.raises(ValueError, match="members="):
-        weighted_ensemble_uncertainty(lp, log_w, members=(probs, entropy[:, :2]))
-    with pytest.raises(ValueError, match="members="):  # float32 terms in a float64 computation (float64 weights)
-        weighted_ensemble_uncertainty(lp, log_w.double(), members=members)
