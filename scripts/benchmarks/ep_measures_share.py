@@ -20,7 +20,7 @@ rescore_s / (inference_s − rescore_s) is the whole re-scoring relative to the 
 ``forcing_extra`` = forcing_s / (inference_s − rescore_s) its distribution part.
 Clock: process CPU time (``time.process_time``) summed over the last ``RUNS − 1`` of ``RUNS`` runs in this process
 (each after ``gc.collect()``), so one-time start-up costs of the first run are not counted. Several runs, because
-the toy's run of four batches has about one generation-1 garbage collection (1.5–2.5 ms, triggered by everything
+the toy's run of four batches has about one generation-1 garbage collection (1.3–2.4 ms measured, triggered by everything
 the run allocates): timing a single run charged it to whichever phase it happened to land in, the same one in every
 fresh process (in one measurement the scoring's share of the second run was 1–2 points above the later runs'). Used by
 ``generate_overhead.py --ep-share``.
