@@ -46,6 +46,7 @@ from shared._tensor import (
     xlogy_safe,
 )
 from shared._compiled import compiled_kl_to_target, compiled_proxy_kl, use_compiled
+from shared._triton_proxy import triton_proxy_kl, use_triton
 from shared._special import gamma_terms
 from shared.dirichlet import ProxyTarget, log_normalizer, proxy_target
 from shared.uncertainty import alphas_from_logits
@@ -325,6 +326,11 @@ def proxy_dirichlet_loss(
     [Proxy] eq. 18, so the normalised loss is on the scale of a cross-entropy; the floor
     keeps flat targets, β̂₀ → 0, from blowing up).
 
+    **Fused paths** (the defaults, teachers given): on CUDA one Triton kernel computes target, value and
+    gradient (:mod:`shared._triton_proxy`; ``ENDIST_TRITON_LOSS=0`` turns it off); on a large float32 CPU batch
+    one ``torch.compile``-d pass per row chunk (:mod:`shared._compiled`; ``ENDIST_COMPILED_LOSS=0``). Both give
+    first-order gradients only.
+
     Options (the defaults take the fused path above, α never materialised):
 
     - ``parametrization="softplus"``: α = softplus(z / T) + model_offset;
@@ -352,7 +358,8 @@ def proxy_dirichlet_loss(
         check_ensemble_shapes(student_logits, teacher_log_probs)
         if mask is not None:
             teacher_log_probs = mask_rows(teacher_log_probs, mask, -math.log(k) if k else 0.0, row_dims=teacher_log_probs.dim() - mask.dim())
-        if parametrization == "exp" and clip_precision is None and not topk and use_compiled(student_logits):
+        if parametrization == "exp" and clip_precision is None and not topk and (
+                use_compiled(student_logits) or use_triton(student_logits, target_offset)):
             fused = _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset,
                                          estimator, normalize, temperature, mask, reduction)
             if fused is not None:
@@ -405,17 +412,18 @@ class _WithGradient(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         grad, ctx.grad = ctx.grad, None
         if grad is None:
-            raise RuntimeError("proxy_dirichlet_loss (compiled CPU path): the gradient was already used by an earlier "
-                               "backward; recompute the loss, or set ENDIST_COMPILED_LOSS=0 to backward through it twice")
+            raise RuntimeError("proxy_dirichlet_loss (fused path: compiled on the CPU, Triton on CUDA): the gradient was "
+                               "already used by an earlier backward; recompute the loss, or set ENDIST_COMPILED_LOSS=0 "
+                               "(CPU) / ENDIST_TRITON_LOSS=0 (CUDA) to backward through it twice")
         return grad.mul_(grad_out.unsqueeze(-1)), None, None
 
 
 def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,
                          normalize, temperature, mask, reduction) -> Optional[torch.Tensor]:
-    """:func:`proxy_dirichlet_loss` with the defaults on a large float32 CPU batch (masked teachers
-    already replaced): the Proxy target ([Proxy] eq. 17) and the KL to it
-    (eq. 13–16), value and gradient, in one compiled pass per row chunk
-    (:func:`shared._compiled.proxy_kl_terms`), so β is never written to memory. None if compilation failed."""
+    """:func:`proxy_dirichlet_loss` with the defaults (masked teachers already replaced): the Proxy target
+    ([Proxy] eq. 17) and the KL to it (eq. 13–16), value and gradient, fused, so β is never written to memory —
+    on CUDA one Triton kernel (:func:`shared._triton_proxy.triton_proxy_kl`), on a large float32 CPU batch one
+    compiled pass per row chunk (:func:`shared._compiled.proxy_kl_terms`). None if that failed."""
     k = student_logits.shape[-1]
     lead = student_logits.shape[:-1]
     z = student_logits
@@ -423,9 +431,10 @@ def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_off
         z = mask_rows(z, mask, 0.0, z.dim() - mask.dim())
     m = teacher_log_probs.shape[-2]
     z2 = z.reshape(-1, k)
-    with torch.no_grad():  # half teachers are upcast and both sides tempered per chunk, inside compiled_proxy_kl
-        out = compiled_proxy_kl(z2, teacher_log_probs.reshape(-1, m, k), float(model_offset), float(target_offset),
-                                estimator, direction == "reverse", z2.requires_grad, temperature)
+    fused_kl = triton_proxy_kl if use_triton(z2, target_offset) else compiled_proxy_kl
+    with torch.no_grad():  # half teachers are upcast and both sides tempered inside the fused pass
+        out = fused_kl(z2, teacher_log_probs.reshape(-1, m, k), float(model_offset), float(target_offset),
+                       estimator, direction == "reverse", z2.requires_grad, temperature)
     if out is None:  # compilation failed: the caller takes the eager path
         return None
     grad = out[1] if out[1] is None or temperature == 1.0 else out[1].div_(temperature)  # ∂/∂z = ∂/∂(z/T) / T

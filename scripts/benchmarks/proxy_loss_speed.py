@@ -7,7 +7,9 @@ over the rounds, for wall time and for process CPU time (on a CPU the latter is 
 processes on a shared machine). The torch thread count is fixed (``--threads``, default 1) and printed.
 Issue 16 targets for the Proxy reverse-KL loss at N = 1024, V = 40,000, M = 5, fp32:
 CPU ≤ 3× cross-entropy, GPU ≤ 2×, peak extra memory ≤ 2 [N, V] tensors. On the CPU the Proxy loss takes
-the compiled path of ``shared._compiled`` (``ENDIST_COMPILED_LOSS=0`` measures the eager one).
+the compiled path of ``shared._compiled``, on CUDA the Triton kernel of ``shared._triton_proxy``;
+``--variants proxy_reverse_unfused`` adds the same loss with both switched off (``ENDIST_COMPILED_LOSS=0``,
+``ENDIST_TRITON_LOSS=0``: the chunked eager ops) as one more contender.
 
 Memory: each loss's second step (after one warm-up step) is the memory measurement. On CPU the peak-RSS mark is
 reset right before it (``/proc/self/clear_refs``), so memory is (peak RSS during one forward+backward −
@@ -25,6 +27,7 @@ cross-entropy runs in the half dtype); the memory unit stays N·V·4 bytes. ``--
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +44,22 @@ from bench_rows import row, summary, write_rows  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 VARIANTS = ("cross_entropy", "proxy_reverse", "dirichlet_nll", "ensemble_kd")
+OPTIONAL_VARIANTS = ("proxy_reverse_unfused",)
+UNFUSED = {"ENDIST_COMPILED_LOSS": "0", "ENDIST_TRITON_LOSS": "0"}
+
+
+def unfused_proxy_loss(logits: torch.Tensor, teachers: torch.Tensor) -> torch.Tensor:
+    """The Proxy loss with the fused paths switched off for this call (the switches are read per call)."""
+    saved = {key: os.environ.get(key) for key in UNFUSED}
+    os.environ.update(UNFUSED)
+    try:
+        return L.proxy_dirichlet_loss(logits, teachers, direction="reverse")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _rss_bytes(field: str) -> int:
@@ -63,6 +82,7 @@ def make_steps(n: int, v: int, m: int, device: str, dtype: str) -> tuple[Dict[st
         "proxy_reverse": lambda: L.proxy_dirichlet_loss(logits, teachers, direction="reverse"),
         "dirichlet_nll": lambda: L.dirichlet_nll_loss(logits, teachers),
         "ensemble_kd": lambda: L.ensemble_kd_loss(logits, teachers),
+        "proxy_reverse_unfused": lambda: unfused_proxy_loss(logits, teachers),
     }
 
     def stepper(loss: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -129,16 +149,16 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed and printed; default 1)")
     p.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median and min-max over them)")
     p.add_argument("--inner", type=int, default=2, help="timed steps of each loss per round")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; cross_entropy and proxy_reverse always run")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (optional: proxy_reverse_unfused); cross_entropy and proxy_reverse always run")
     p.add_argument("--json", help="write the Proxy rows here (bench_rows.py format)")
     a = p.parse_args(argv)
     for flag in ("n", "v", "m", "threads", "repeats", "inner"):
         if getattr(a, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(a, flag)}")
     variants = [x for x in a.variants.split(",") if x]
-    unknown = sorted(set(variants) - set(VARIANTS))
+    unknown = sorted(set(variants) - set(VARIANTS) - set(OPTIONAL_VARIANTS))
     if unknown:
-        p.error(f"--variants: unknown {', '.join(unknown)} (choose from {', '.join(VARIANTS)})")
+        p.error(f"--variants: unknown {', '.join(unknown)} (choose from {', '.join(VARIANTS + OPTIONAL_VARIANTS)})")
     variants = ["cross_entropy", "proxy_reverse"] + [x for x in variants if x not in ("cross_entropy", "proxy_reverse")]
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {a.device}: no CUDA device is available")
