@@ -7,7 +7,8 @@ members masked out):
 0. (only with a temperature T ≠ 1) the members' log-normalisers of ln p_m / T, one online log-sum-exp per
    member: the tempered members are log_softmax(ln p_m / T) without writing them;
 1. the Proxy target's statistics, [Proxy] eq. 17, written without cancellation as in
-   :func:`shared.dirichlet.member_divergence` (δ_mk = ln p_mk − max_n ln p_nk):
+   :func:`shared.dirichlet.member_divergence` (δ_mk = ln p_mk − max_n ln p_nk ≤ 0; expm1 and log1p by series
+   near 0, so the result does not depend on the accuracy of the device's exp/log near 1):
 
        p̄_k = e^{max_k} (1 + (1/M) Σ_m expm1(δ_mk))                 (stored: one fp32 [N, K] scratch row)
        mkl:  D = 2 Σ_k p̄_k (log1p((1/M) Σ_m expm1(δ_mk)) − (1/M) Σ_m δ_mk)
@@ -61,6 +62,34 @@ def _gamma_terms(x):
 
 
 @triton.jit
+def _expm1_nonpositive(d):
+    """eᵈ − 1 for d ≤ 0 (−inf gives −1) without cancellation and without relying on how accurate the device's
+    exp is near 1: the Taylor series d(1 + d/2(1 + d/3(… (1 + d/10)))) for d ≥ −½ (the first term left out,
+    d¹¹/11!, is < 3e-11 relative there), else eᵈ − 1 (eᵈ ≤ 0.61: no cancellation)."""
+    small = d >= -0.5
+    ds = tl.where(small, d, 0.0)
+    p = ds * 0.0 + 1.0
+    for i in tl.static_range(9):
+        p = 1.0 + ds * p / (10 - i)
+    return tl.where(small, ds * p, tl.exp(d) - 1.0)
+
+
+@triton.jit
+def _log1p_nonpositive(y):
+    """ln(1 + y) for −1 ≤ y ≤ 0 (−1 gives −inf) without relying on how accurate the device's log is near 1:
+    2·atanh(t) = 2t(1 + t²/3 + … + t¹⁶/17), t = y / (2 + y), for y ≥ −½ (|t| ≤ ⅓: the first term left out is
+    < 2e-10 relative), else ln(1 + y) (≤ −0.69: no cancellation)."""
+    small = y >= -0.5
+    ys = tl.where(small, y, 0.0)
+    t = ys / (2.0 + ys)
+    t2 = t * t
+    p = t * 0.0 + 1.0 / 17.0
+    for i in tl.static_range(8):
+        p = p * t2 + 1.0 / (15 - 2 * i)
+    return tl.where(small, 2.0 * t * p, tl.log(1.0 + y))
+
+
+@triton.jit
 def proxy_kl_kernel(
     z_ptr, lp_ptr, val_ptr, grad_ptr, pbar_ptr, prec_ptr,
     K, inv_t, offset, target_offset,
@@ -107,18 +136,13 @@ def proxy_kl_kernel(
             lp = lp * inv_t - lse[:, None]
         top = tl.maximum(tl.max(tl.where(ok, lp, float("-inf")), axis=0), -1e30)
         delta = lp - top[None, :]
-        e = tl.exp(delta)
-        # expm1 from exp and log (Kahan), as shared._special.expm1_accurate
-        em1 = tl.where(e == 1.0, delta, tl.where(e < 0.5, e - 1.0, (e - 1.0) * delta / tl.log(e)))
-        em1 = tl.where(ok, em1, 0.0)
+        em1 = tl.where(ok, _expm1_nonpositive(delta), 0.0)
         em1_mean = tl.sum(em1, axis=0) / M
         delta_mean = tl.sum(tl.where(ok, delta, 0.0), axis=0) / M
         scale = tl.exp(top)
         pbar = (em1_mean + 1.0) * scale
         if MKL:
-            u = 1.0 + em1_mean
-            log1p_mean = tl.where(u == 1.0, em1_mean, tl.log(u) * em1_mean / (u - 1.0))
-            gap = tl.maximum(log1p_mean - delta_mean, 0.0)
+            gap = tl.maximum(_log1p_nonpositive(em1_mean) - delta_mean, 0.0)
             term = tl.where(pbar > 0.0, gap * pbar, 0.0)  # 0 · ln 0 = 0
         else:
             prod = (em1 - em1_mean[None, :]) * (delta - delta_mean[None, :])

@@ -22,7 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
 
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
 import shared._triton_proxy as TP  # noqa: E402
+from shared._triton_kernels import _expm1_nonpositive, _log1p_nonpositive  # noqa: E402
 import shared.losses as L  # noqa: E402
 from shared.dirichlet import kl_divergence, log_normalizer, proxy_target  # noqa: E402
 
@@ -32,7 +36,7 @@ from loss_inputs import (  # noqa: E402
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/shared/test_triton_proxy_loss.py"
 
-N, M, K = 12, 3, 100
+N, M, K = 8, 3, 100
 #: Rows of loss_inputs.teachers() kept (the interpreter's time grows with the rows): members agreeing one-hot,
 #: disagreeing one-hot, ±1e4 logits, smooth.
 EDGE_ROWS = torch.cat([torch.arange(0, 4), torch.arange(8, 12), torch.arange(16, 20), torch.arange(24, 28)])
@@ -245,3 +249,36 @@ def test_temperature_scales_the_gradient(kernel_calls):
     torch.testing.assert_close(grad.double(), ref_grad, rtol=2e-4, atol=2e-4 * ref_grad.abs().max().item())
     assert kernel_calls and math.isfinite(float(value))
     torch.testing.assert_close(value.double(), ref.detach(), rtol=2e-3, atol=1e-3)
+
+
+@triton.jit
+def _series_kernel(x_ptr, e_ptr, l_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs, mask=offs < n, other=0.0)
+    tl.store(e_ptr + offs, _expm1_nonpositive(x), mask=offs < n)
+    tl.store(l_ptr + offs, _log1p_nonpositive(tl.maximum(x, -1.0)), mask=offs < n)
+
+
+def test_series_expm1_and_log1p_match_float64():
+    """The kernel's own expm1 (d ≤ 0) and log1p (−1 ≤ y ≤ 0), on both sides of their series/direct switch."""
+    x = torch.cat([-torch.logspace(-30, 2, 4000), torch.linspace(-1, 0, 2001), torch.tensor([0.0, -math.inf])])
+    e, lg = torch.empty_like(x), torch.empty_like(x)
+    _series_kernel[(triton.cdiv(x.numel(), 1024),)](x, e, lg, x.numel(), BLOCK=1024)
+    ref_e = torch.expm1(x.double())
+    ref_l = torch.log1p(x.double().clamp_min(-1.0))
+    fin = torch.isfinite(ref_l)
+    assert ((e.double() - ref_e).abs() / ref_e.abs().clamp_min(1e-300)).max() < 5e-7
+    assert ((lg.double() - ref_l)[fin].abs() / ref_l[fin].abs().clamp_min(1e-300)).max() < 5e-7
+    assert float(e[-1]) == -1.0 and torch.equal(torch.isinf(lg), ~fin)
+
+
+def test_precision_of_nearly_agreeing_members_matches_float64():
+    """Members within ~1e-3 of each other (β̂₀ ≈ 1e5–1e7, where a textbook H[p̄] − mean H[p_m] would cancel)."""
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(N, 1, K, generator=g, dtype=torch.float64) * 3
+    for scale in (1e-2, 1e-3):
+        lp = torch.log_softmax(base + scale * torch.randn(N, M, K, generator=g, dtype=torch.float64), -1)
+        for estimator in ("mkl", "epkl"):
+            _, _, precision = TP.triton_proxy_kl(torch.zeros(N, K), lp.float(), 1.0, 1.0, estimator, True, False)
+            ref = proxy_target(lp.float().double(), estimator=estimator).precision
+            torch.testing.assert_close(precision.double(), ref, rtol=2e-3, atol=0, msg=lambda m: f"{estimator} {scale}: {m}")
