@@ -28,7 +28,7 @@ Conventions shared by every loss here:
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal, Optional, Tuple
 
 import torch
 
@@ -309,7 +309,33 @@ def proxy_dirichlet_loss(
     clip_precision: Optional[float] = None,
     topk: int = 0,
 ) -> torch.Tensor:
-    """Proxy-Dirichlet distillation ([Proxy] §3, eq. 13–17).
+    """Proxy-Dirichlet distillation loss ([Proxy] §3, eq. 13–17): the loss of
+    :func:`proxy_dirichlet_loss_and_precision` (all arguments and paths documented there)."""
+    return proxy_dirichlet_loss_and_precision(
+        student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator, normalize, temperature,
+        mask, reduction, target, parametrization, clip_precision, topk,
+    )[0]
+
+
+def proxy_dirichlet_loss_and_precision(
+    student_logits: torch.Tensor,
+    teacher_log_probs: Optional[torch.Tensor],
+    direction: str = "reverse",
+    model_offset: float = 1.0,
+    target_offset: float = 1.0,
+    estimator: str = "mkl",
+    normalize: bool = True,
+    temperature: float = 1.0,
+    mask: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
+    target: Optional[ProxyTarget] = None,
+    parametrization: str = "exp",
+    clip_precision: Optional[float] = None,
+    topk: int = 0,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Proxy-Dirichlet distillation ([Proxy] §3, eq. 13–17): (loss, β̂₀ ``[...]``, the target precision the loss used,
+    detached; 1 at masked positions). Callers that log β̂₀ (the fairseq criterions) get it here without computing the
+    target separately, so the fused paths below still apply.
 
     The target β = p̄·β̂₀ + target_offset comes from :func:`shared.dirichlet.proxy_target`
     (computed once, without gradient; pass ``target=`` to reuse one you already have).
@@ -394,7 +420,7 @@ def proxy_dirichlet_loss(
     value = value.reshape(lead)
     if normalize:
         value = value / precision.clamp_min(1.0)
-    return reduce_loss(value, reduction, mask)
+    return reduce_loss(value, reduction, mask), precision
 
 
 class _WithGradient(torch.autograd.Function):
@@ -419,11 +445,11 @@ class _WithGradient(torch.autograd.Function):
 
 
 def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,
-                         normalize, temperature, mask, reduction) -> Optional[torch.Tensor]:
+                         normalize, temperature, mask, reduction) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """:func:`proxy_dirichlet_loss` with the defaults (masked teachers already replaced): the Proxy target
     ([Proxy] eq. 17) and the KL to it (eq. 13–16), value and gradient, fused, so β is never written to memory —
     on CUDA one Triton kernel (:func:`shared._triton_proxy.triton_proxy_kl`), on a large float32 CPU batch one
-    compiled pass per row chunk (:func:`shared._compiled.proxy_kl_terms`). None if that failed."""
+    compiled pass per row chunk (:func:`shared._compiled.proxy_kl_terms`): (loss, β̂₀). None if that failed."""
     k = student_logits.shape[-1]
     lead = student_logits.shape[:-1]
     z = student_logits
@@ -440,11 +466,11 @@ def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_off
     grad = out[1] if out[1] is None or temperature == 1.0 else out[1].div_(temperature)  # ∂/∂z = ∂/∂(z/T) / T
     value, precision = _WithGradient.apply(z2, out[0], grad), out[2]
     value, precision = value.reshape(lead), precision.reshape(lead)
+    if mask is not None:
+        precision = torch.where(mask, precision, torch.ones((), dtype=precision.dtype, device=precision.device))
     if normalize:
-        if mask is not None:
-            precision = torch.where(mask, precision, torch.ones((), dtype=precision.dtype))
         value = value / precision.clamp_min(1.0)
-    return reduce_loss(value, reduction, mask)
+    return reduce_loss(value, reduction, mask), precision
 
 
 def hydra_loss(

@@ -174,6 +174,12 @@ class DistillationCriterion(FairseqCriterion):
         """Per-token loss ``[N]`` from student logits ``[N, V]`` and teacher log-probs ``[N, M, V]``."""
         raise NotImplementedError
 
+    def fused_distillation_loss(self, logits: Tensor, teacher_log_probs: Tensor, temperature: float) -> Optional[Tuple[Tensor, Tensor]]:
+        """(per-token loss ``[N]``, target precision β̂₀ ``[N]``) computed together — the Proxy criterions, whose loss
+        then builds its own target and can take the fused paths of :func:`shared.losses.proxy_dirichlet_loss` — or
+        None: :meth:`distillation_loss` then gets a precomputed target (and β̂₀ is logged from it)."""
+        return None
+
     def cached_distillation_loss(
         self, logits: Tensor, record: TeacherCacheRecord, layout: CacheLayout, temperature: float, target: ProxyTarget
     ) -> Tensor:
@@ -197,9 +203,13 @@ class DistillationCriterion(FairseqCriterion):
         if ensemble.record is not None:  # --teacher-cache: the losses rebuilt from the cached record
             proxy = cached_proxy_target(ensemble.record, ensemble.layout, temperature, self.estimator, self.target_offset)
             distill = self.cached_distillation_loss(logits, ensemble.record, ensemble.layout, temperature, proxy).sum()
+            precision = proxy.precision
         else:
-            proxy = proxy_target(teacher_lp, estimator=self.estimator, offset=self.target_offset, temperature=temperature)
-            distill = self.distillation_loss(logits, teacher_lp, temperature, proxy).sum()
+            fused = self.fused_distillation_loss(logits, teacher_lp, temperature)
+            if fused is None:
+                proxy = proxy_target(teacher_lp, estimator=self.estimator, offset=self.target_offset, temperature=temperature)
+                fused = self.distillation_loss(logits, teacher_lp, temperature, proxy), proxy.precision
+            distill, precision = fused[0].sum(), fused[1]
         lprobs = torch.log_softmax(logits.float(), dim=-1)
         xent_weight = self.xent_weight_at(ensemble.update_num)
         if xent_weight > 0:
@@ -216,7 +226,7 @@ class DistillationCriterion(FairseqCriterion):
                 teacher_nll = -teacher_lp.gather(-1, target.view(-1, 1, 1).expand(-1, teacher_lp.shape[1], 1)).mean(1).sum()
             alpha0 = alphas_from_logits(logits.detach(), offset=self.model_offset, parametrization=self.parametrization)
             alpha0 = alpha0.sum(-1, dtype=torch.float64).sum()
-            beta0 = proxy.precision.double().sum()
+            beta0 = precision.double().sum()
 
         ntokens = int(mask.sum().item())
         sample_size = sample["target"].size(0) if self.sentence_avg else ntokens

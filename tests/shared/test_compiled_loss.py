@@ -148,3 +148,26 @@ def test_compiled_paths_temper_and_upcast_per_chunk(compiled):
     a = losses.proxy_dirichlet_loss(z, half, temperature=2.0, reduction="none")
     b = losses.proxy_dirichlet_loss(z, half.float(), temperature=2.0, reduction="none")
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["compiled", "eager"])
+def test_loss_and_precision_equal_the_loss_on_a_precomputed_target(fused, monkeypatch):
+    """proxy_dirichlet_loss_and_precision (what the fairseq criterions call, then logging β̂₀) gives the loss of a
+    precomputed proxy_target and that target's precision, 1 at masked positions — on the compiled and eager paths."""
+    monkeypatch.setattr(C, "MIN_ELEMENTS", 1000 if fused else 1 << 40)
+    monkeypatch.setattr(C, "CHUNK_ELEMENTS", 10 * V)
+    monkeypatch.setattr(C, "_failed", False)
+    monkeypatch.delenv(C.ENV_SWITCH, raising=False)
+    C._compiled.clear()
+    z, lp = _inputs(4)
+    mask = torch.ones(N, dtype=torch.bool)
+    mask[[0, 9]] = False
+    loss, precision = losses.proxy_dirichlet_loss_and_precision(z, lp, direction="forward", temperature=1.5, mask=mask,
+                                                                reduction="none")
+    assert (C.proxy_kl_terms in C._compiled) == fused
+    target = proxy_target(lp, temperature=1.5)
+    ref = losses.proxy_dirichlet_loss(z, None, direction="forward", temperature=1.5, mask=mask, reduction="none",
+                                      target=target)
+    torch.testing.assert_close(loss, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(precision[mask], target.precision[mask], rtol=1e-5, atol=0)
+    assert torch.all(precision[~mask] == 1.0) and not precision.requires_grad

@@ -282,3 +282,18 @@ def test_precision_of_nearly_agreeing_members_matches_float64():
             _, _, precision = TP.triton_proxy_kl(torch.zeros(N, K), lp.float(), 1.0, 1.0, estimator, True, False)
             ref = proxy_target(lp.float().double(), estimator=estimator).precision
             torch.testing.assert_close(precision.double(), ref, rtol=2e-3, atol=0, msg=lambda m: f"{estimator} {scale}: {m}")
+
+
+def test_loss_and_precision_for_the_criterions(kernel_calls):
+    """What the fairseq criterions call: the kernel's loss and its β̂₀ (1 at masked positions) equal the loss on a
+    precomputed float64 target and that target's precision."""
+    z, lp = _smooth_inputs(torch.float32, seed=6)
+    mask = torch.ones(N, dtype=torch.bool)
+    mask[1] = False
+    loss, precision = L.proxy_dirichlet_loss_and_precision(z, lp, direction="forward", mask=mask, reduction="none")
+    assert kernel_calls == [(N, K)]
+    target = proxy_target(lp.double())
+    ref = L.proxy_dirichlet_loss(z.double(), None, direction="forward", mask=mask, reduction="none", target=target)
+    torch.testing.assert_close(loss.double(), ref, rtol=2e-3, atol=1e-3)
+    torch.testing.assert_close(precision[mask].double(), target.precision[mask], rtol=1e-4, atol=0)
+    assert precision[1] == 1.0
