@@ -87,5 +87,7 @@ def test_make_bench_smoke(tmp_path: Path) -> None:
     assert len(malloc) == 2 and all(table[n][2] == ">= 1" and table[n][3] in ("PASS", "FAIL") for n in malloc)
     generate = [name for name in table if name.startswith("fairseq-generate --compute-uncertainty")]
     assert len(generate) == 1 and table[generate[0]][3].startswith("not measured (needs toy teachers")
+    ceiling = [name for name in table if "ceiling of vectorising" in name]  # no target: a measured bound
+    assert len(ceiling) == 2 and all(table[n][2:] == ("–", "–") and float(table[n][0]) > 0 for n in ceiling), ceiling
     if not (REPO / "scripts" / "benchmarks" / "vision_speed.py").exists():  # another benchmark plugs in here
         assert "note: vision_speed.py is not in this checkout" in proc.stdout
