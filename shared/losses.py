@@ -386,7 +386,7 @@ def proxy_dirichlet_loss_and_precision(
             teacher_log_probs = mask_rows(teacher_log_probs, mask, -math.log(k) if k else 0.0, row_dims=teacher_log_probs.dim() - mask.dim())
         if parametrization == "exp" and clip_precision is None and not topk and (
                 use_compiled(student_logits) or use_triton(student_logits, target_offset)):
-            fused = _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset,
+            fused = _fused_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset,
                                          estimator, normalize, temperature, mask, reduction)
             if fused is not None:
                 return fused
@@ -444,7 +444,7 @@ class _WithGradient(torch.autograd.Function):
         return grad.mul_(grad_out.unsqueeze(-1)), None, None
 
 
-def _compiled_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,
+def _fused_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,
                          normalize, temperature, mask, reduction) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """:func:`proxy_dirichlet_loss` with the defaults (masked teachers already replaced): the Proxy target
     ([Proxy] eq. 17) and the KL to it (eq. 13–16), value and gradient, fused, so β is never written to memory —
