@@ -70,7 +70,7 @@ def _expm1_nonpositive(d):
     ds = tl.where(small, d, 0.0)
     p = ds * 0.0 + 1.0
     for i in tl.static_range(9):
-        p = 1.0 + ds * p / (10 - i)
+        p = 1.0 + ds * p * (1.0 / (10 - i))  # constant reciprocals: no divisions
     return tl.where(small, ds * p, tl.exp(d) - 1.0)
 
 
@@ -87,6 +87,13 @@ def _log1p_nonpositive(y):
     for i in tl.static_range(8):
         p = p * t2 + 1.0 / (15 - 2 * i)
     return tl.where(small, 2.0 * t * p, tl.log(1.0 + y))
+
+
+@triton.jit
+def _clamp_nan(x, lo, hi):
+    """min(max(x, lo), hi) with NaN kept (``tl.maximum``/``tl.minimum`` drop it, as max.f32 does): a NaN logit
+    must give a NaN loss, as on the eager path, not a silently clamped one."""
+    return tl.where(x != x, x, tl.minimum(tl.maximum(x, lo), hi))
 
 
 @triton.jit
@@ -137,8 +144,8 @@ def proxy_kl_kernel(
         top = tl.maximum(tl.max(tl.where(ok, lp, float("-inf")), axis=0), -1e30)
         delta = lp - top[None, :]
         em1 = tl.where(ok, _expm1_nonpositive(delta), 0.0)
-        em1_mean = tl.sum(em1, axis=0) / M
-        delta_mean = tl.sum(tl.where(ok, delta, 0.0), axis=0) / M
+        em1_mean = tl.sum(em1, axis=0) * (1.0 / M)
+        delta_mean = tl.sum(tl.where(ok, delta, 0.0), axis=0) * (1.0 / M)
         scale = tl.exp(top)
         pbar = (em1_mean + 1.0) * scale
         if MKL:
@@ -146,14 +153,14 @@ def proxy_kl_kernel(
             term = tl.where(pbar > 0.0, gap * pbar, 0.0)  # 0 · ln 0 = 0
         else:
             prod = (em1 - em1_mean[None, :]) * (delta - delta_mean[None, :])
-            cov = tl.sum(tl.where(ok, prod, 0.0), axis=0) / M
+            cov = tl.sum(tl.where(ok, prod, 0.0), axis=0) * (1.0 / M)
             cov = tl.where(cov != cov, float("inf"), tl.maximum(cov, 0.0))  # −inf − (−inf): infinite disagreement
             term = tl.where(scale > 0.0, scale * cov, 0.0)
         div_acc += tl.where(col_ok, term, 0.0)
         pbar_acc += tl.where(col_ok, pbar, 0.0)
         tl.store(pb_row + offs, pbar, mask=col_ok)
         zc = tl.load(z_row + offs, mask=col_ok, other=0.0).to(tl.float32) * inv_t
-        a0_acc += tl.where(col_ok, tl.exp(tl.minimum(tl.maximum(zc, lo), cap)) + offset, 0.0)
+        a0_acc += tl.where(col_ok, tl.exp(_clamp_nan(zc, lo, cap)) + offset, 0.0)
 
     div = tl.sum(div_acc, axis=0)
     if MKL:
@@ -165,7 +172,7 @@ def proxy_kl_kernel(
     lg0, dg0, tg0 = _gamma_terms(a0)
     dgb0 = dg0
     if not REVERSE:
-        _, dgb0, _ = _gamma_terms(b0)
+        _lgb0, dgb0, _tgb0 = _gamma_terms(b0)  # distinct names: a name reassigned in the loop below must keep its type
     tl.debug_barrier()  # pass 1's scratch stores are visible to every thread of the program
 
     # pass 2: value and gradient
@@ -174,16 +181,18 @@ def proxy_kl_kernel(
         offs = s + cols
         col_ok = offs < K
         zc = tl.load(z_row + offs, mask=col_ok, other=0.0).to(tl.float32) * inv_t
-        ez = tl.exp(tl.minimum(tl.maximum(zc, lo), cap))
+        ez = tl.exp(_clamp_nan(zc, lo, cap))
         a = ez + offset
         beta = tl.load(pb_row + offs, mask=col_ok, other=0.0) * prec + target_offset
+        if NEED_GRAD:  # the gradient overwrites p̄ in place: every thread's load (copies of a narrow block's
+            tl.debug_barrier()  # layout in other warps included) comes before any store
         lg, dg, tg = _gamma_terms(a)
         if REVERSE:
             diff = a - beta
             acc += tl.where(col_ok, diff * dg - lg, 0.0)
             g = diff * tg - (a0 - b0) * tg0
         else:
-            _, dgb, _ = _gamma_terms(beta)
+            _lgb, dgb, _tgb = _gamma_terms(beta)
             acc += tl.where(col_ok, lg - a * dgb, 0.0)
             g = dg - dg0 - dgb + dgb0
         if NEED_GRAD:

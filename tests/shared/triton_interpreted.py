@@ -297,3 +297,17 @@ def test_loss_and_precision_for_the_criterions(kernel_calls):
     torch.testing.assert_close(loss.double(), ref, rtol=2e-3, atol=1e-3)
     torch.testing.assert_close(precision[mask].double(), target.precision[mask], rtol=1e-4, atol=0)
     assert precision[1] == 1.0
+
+
+def test_a_nan_logit_gives_a_nan_loss_as_on_the_eager_path(kernel_calls, monkeypatch):
+    """A diverged student (NaN logit) must show as a NaN loss, not be clamped away (max/min drop NaN)."""
+    z, lp = _smooth_inputs(torch.float32, seed=7)
+    z[3, 5] = float("nan")
+    got = L.proxy_dirichlet_loss(z, lp, reduction="none")
+    monkeypatch.setenv(TP.ENV_SWITCH, "0")
+    ref = L.proxy_dirichlet_loss(z, lp, reduction="none")
+    assert kernel_calls == [(N, K)]
+    assert torch.isnan(got[3]) and torch.isnan(ref[3])
+    keep = torch.arange(N) != 3
+    assert torch.isfinite(got[keep]).all()
+    torch.testing.assert_close(got[keep], ref[keep], rtol=1e-4, atol=1e-5)
