@@ -14,7 +14,9 @@ import torch
 import shared._compiled as C
 import shared.losses as losses
 from shared._special import expm1_accurate, log1p_accurate
-from shared.dirichlet import _target_chunk, kl_divergence, log_normalizer, proxy_target
+from shared.dirichlet import _target_chunk, proxy_target
+
+from proxy_closed_form import float64_proxy_loss  # this folder (pytest puts it on sys.path)
 
 N, M, V = 37, 4, 300
 
@@ -33,24 +35,6 @@ def _inputs(seed=0):
     z = torch.randn(N, V, generator=g) * 3
     lp = torch.log_softmax(torch.randn(N, M, V, generator=g) * 2 + torch.randn(N, 1, V, generator=g) * 3, -1)
     return z, lp
-
-
-def _float64_proxy_loss(z, lp, temperature, direction, model_offset):
-    """[Proxy] eq. 17 target and eq. 13/14 KL, β-only terms dropped, normalised by max(β̂₀, 1)."""
-    z, lp = z.double(), lp.double()
-    lp = torch.log_softmax(lp / temperature, -1)
-    p = lp.exp()
-    mean = p.mean(-2)
-    rmi = (mean.unsqueeze(-2) * (mean.log().unsqueeze(-2) - lp)).sum(-1).mean(-1)
-    precision = (V - 1) / (2 * rmi)
-    beta = mean * precision.unsqueeze(-1) + 1.0
-    alpha = torch.exp(z / temperature) + model_offset
-    if direction == "reverse":
-        value = kl_divergence(alpha, beta) - log_normalizer(beta)
-    else:
-        b0 = beta.sum(-1)
-        value = kl_divergence(beta, alpha) + log_normalizer(beta) - (beta * torch.digamma(beta)).sum(-1) + b0 * torch.digamma(b0)
-    return value / precision.clamp_min(1.0)
 
 
 def test_accurate_expm1_and_log1p_match_float64():
@@ -79,7 +63,7 @@ def test_compiled_proxy_loss_matches_float64_closed_form(compiled, direction, mo
     (grad,) = torch.autograd.grad(value.sum(), zz)
     keep = mask.nonzero().squeeze(-1)
     zd = z[keep].double().requires_grad_()
-    ref = _float64_proxy_loss(zd, lp[keep], temperature, direction, model_offset)
+    ref = float64_proxy_loss(zd, lp[keep], temperature, direction, model_offset)
     (ref_grad,) = torch.autograd.grad(ref.sum(), zd)
     assert torch.all(value[~mask] == 0) and torch.all(grad[~mask] == 0)
     torch.testing.assert_close(value[keep].double(), ref.detach(), rtol=2e-3, atol=1e-3)
@@ -98,7 +82,7 @@ def test_compiled_kl_to_a_given_target_and_compiled_target(compiled):
     assert C.kl_to_target_terms in C._compiled
     (grad,) = torch.autograd.grad(value, zz)
     zd = z.double().requires_grad_()
-    ref = _float64_proxy_loss(zd, lp, 1.0, "reverse", 1.0).sum()
+    ref = float64_proxy_loss(zd, lp, 1.0, "reverse", 1.0).sum()
     (ref_grad,) = torch.autograd.grad(ref, zd)
     torch.testing.assert_close(value.double(), ref.detach(), rtol=2e-3, atol=0)
     torch.testing.assert_close(grad.double(), ref_grad, rtol=2e-2, atol=1e-4)
@@ -133,7 +117,7 @@ def test_compiled_gradient_is_scaled_in_place_once(compiled):
     with pytest.raises(RuntimeError, match="already used by an earlier backward"):
         torch.autograd.grad(value, zz)
     zd = z.double().requires_grad_()
-    (ref,) = torch.autograd.grad(3.0 * _float64_proxy_loss(zd, lp, 1.0, "reverse", 1.0).mean(), zd)
+    (ref,) = torch.autograd.grad(3.0 * float64_proxy_loss(zd, lp, 1.0, "reverse", 1.0).mean(), zd)
     torch.testing.assert_close(g1.double(), ref, rtol=2e-2, atol=1e-5)
 
 

@@ -28,8 +28,9 @@ import triton.language as tl  # noqa: E402
 import shared._triton_proxy as TP  # noqa: E402
 from shared._triton_kernels import _expm1_nonpositive, _log1p_nonpositive  # noqa: E402
 import shared.losses as L  # noqa: E402
-from shared.dirichlet import kl_divergence, log_normalizer, proxy_target  # noqa: E402
+from shared.dirichlet import proxy_target  # noqa: E402
 
+from proxy_closed_form import float64_proxy_loss  # noqa: E402  (this folder: pytest puts it on sys.path)
 from loss_inputs import (  # noqa: E402
     ATOL, DTYPES, GRAD_RTOL, RTOL, VALUE_RTOL, assert_matches, extreme_student, float32_error_bound, student, teachers,
 )
@@ -69,26 +70,8 @@ def _loss(name: str, z: torch.Tensor, lp: torch.Tensor, **kw) -> torch.Tensor:
 
 
 def _closed_form(z: torch.Tensor, lp: torch.Tensor, name: str, model_offset: float) -> torch.Tensor:
-    """float64 textbook forms: [Proxy] eq. 17 target (mkl: (K−1)/(2·(1/M)Σ_m KL(p̄‖p_m)); epkl: (K−1)/((1/M²)
-    Σ_{m,n} KL(p_m‖p_n))), the full KL (kl_divergence) minus its β-only terms, divided by max(β̂₀, 1)."""
     direction, estimator, temperature = VARIANTS[name]
-    z, lp = z.double(), torch.log_softmax(lp.double() / temperature, -1)
-    k = z.shape[-1]
-    p = lp.exp()
-    mean = p.mean(-2)
-    if estimator == "mkl":
-        divergence = 2 * (mean.unsqueeze(-2) * (mean.log().unsqueeze(-2) - lp)).sum(-1).mean(-1)
-    else:
-        divergence = (p.unsqueeze(-2) * (lp.unsqueeze(-2) - lp.unsqueeze(-3))).sum(-1).mean((-1, -2))
-    precision = (k - 1) / divergence
-    beta = mean * precision.unsqueeze(-1) + 1.0
-    alpha = torch.exp(z / temperature) + model_offset
-    if direction == "reverse":
-        value = kl_divergence(alpha, beta) - log_normalizer(beta)
-    else:
-        b0 = beta.sum(-1)
-        value = kl_divergence(beta, alpha) + log_normalizer(beta) - (beta * torch.digamma(beta)).sum(-1) + b0 * torch.digamma(b0)
-    return value / precision.clamp_min(1.0)
+    return float64_proxy_loss(z, lp, temperature, direction, model_offset, estimator)
 
 
 def _smooth_inputs(dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
