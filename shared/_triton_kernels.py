@@ -23,7 +23,8 @@ members masked out):
        forward: value = Σ lnΓ(α_k) − lnΓ(α₀) − Σ α_k ψ(β_k) + α₀ ψ(β₀)
                 ∂/∂z_k = (ψ(α_k) − ψ(α₀) − ψ(β_k) + ψ(β₀)) · e^{z_k}
 
-   with z clamped to [−30, 30] (zero gradient outside), lnΓ/ψ/ψ' as in :func:`shared._special.gamma_terms`.
+   with z clamped to [−30, 30] (zero gradient outside; a NaN logit stays NaN, as on the eager path), lnΓ/ψ/ψ' as
+   in :func:`shared._special.gamma_terms`.
 
 Everything is computed in float32 (half inputs are upcast on load). Memory traffic per row: the members are
 read once (twice with T ≠ 1), the logits twice, the scratch row written and read once, the gradient written once.
