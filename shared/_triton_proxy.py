@@ -24,6 +24,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from shared.dirichlet import MIN_CONCENTRATION
+
 logger = logging.getLogger(__name__)
 
 #: Environment switch: ``0`` turns the Triton kernel off (``1``/unset: on where eligible).
@@ -57,8 +59,6 @@ def _load() -> Optional[ModuleType]:
 
 def use_triton(logits: torch.Tensor, target_offset: float) -> bool:
     """Whether :func:`triton_proxy_kl` applies (see the module docstring)."""
-    from shared.dirichlet import MIN_CONCENTRATION
-
     on_device = logits.is_cuda or (logits.device.type == "cpu" and interpreting())
     return (
         on_device
@@ -74,8 +74,7 @@ def use_triton(logits: torch.Tensor, target_offset: float) -> bool:
 def tile_shape(k: int, m: int) -> Tuple[int, int]:
     """(padded members MP, classes per block) of one program's tile."""
     mp = 1 << max(m - 1, 0).bit_length()
-    block = min(MAX_BLOCK, max(16, MAX_TILE // mp), 1 << max(k - 1, 0).bit_length())
-    return mp, max(block, 16)
+    return mp, max(16, min(MAX_BLOCK, MAX_TILE // mp, 1 << max(k - 1, 0).bit_length()))
 
 
 def warps(block: int) -> int:

@@ -384,10 +384,10 @@ def proxy_dirichlet_loss_and_precision(
         check_ensemble_shapes(student_logits, teacher_log_probs)
         if mask is not None:
             teacher_log_probs = mask_rows(teacher_log_probs, mask, -math.log(k) if k else 0.0, row_dims=teacher_log_probs.dim() - mask.dim())
-        if parametrization == "exp" and clip_precision is None and not topk and (
-                use_compiled(student_logits) or use_triton(student_logits, target_offset)):
-            fused = _fused_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset,
-                                         estimator, normalize, temperature, mask, reduction)
+        fused_kl = _fused_kl(student_logits, target_offset) if parametrization == "exp" and clip_precision is None and not topk else None
+        if fused_kl is not None:
+            fused = _fused_proxy_loss(fused_kl, student_logits, teacher_log_probs, direction, model_offset, target_offset,
+                                      estimator, normalize, temperature, mask, reduction)
             if fused is not None:
                 return fused
         target = proxy_target(teacher_log_probs, estimator=estimator, offset=target_offset, temperature=temperature)
@@ -444,12 +444,22 @@ class _WithGradient(torch.autograd.Function):
         return grad.mul_(grad_out.unsqueeze(-1)), None, None
 
 
-def _fused_proxy_loss(student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,
-                         normalize, temperature, mask, reduction) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+def _fused_kl(logits: torch.Tensor, target_offset: float):
+    """The fused pass that applies to these logits: one Triton kernel on CUDA
+    (:func:`shared._triton_proxy.triton_proxy_kl`), one compiled pass per row chunk on a large float32 CPU batch
+    (:func:`shared._compiled.compiled_proxy_kl`), or None (the eager ops)."""
+    if use_triton(logits, target_offset):
+        return triton_proxy_kl
+    if use_compiled(logits):
+        return compiled_proxy_kl
+    return None
+
+
+def _fused_proxy_loss(fused_kl, student_logits, teacher_log_probs, direction, model_offset, target_offset, estimator,
+                      normalize, temperature, mask, reduction) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """:func:`proxy_dirichlet_loss` with the defaults (masked teachers already replaced): the Proxy target
-    ([Proxy] eq. 17) and the KL to it (eq. 13–16), value and gradient, fused, so β is never written to memory —
-    on CUDA one Triton kernel (:func:`shared._triton_proxy.triton_proxy_kl`), on a large float32 CPU batch one
-    compiled pass per row chunk (:func:`shared._compiled.proxy_kl_terms`): (loss, β̂₀). None if that failed."""
+    ([Proxy] eq. 17) and the KL to it (eq. 13–16), value and gradient, in the fused pass ``fused_kl``
+    (:func:`_fused_kl`), so β is never written to memory: (loss, β̂₀). None if that pass failed."""
     k = student_logits.shape[-1]
     lead = student_logits.shape[:-1]
     z = student_logits
@@ -457,7 +467,6 @@ def _fused_proxy_loss(student_logits, teacher_log_probs, direction, model_offset
         z = mask_rows(z, mask, 0.0, z.dim() - mask.dim())
     m = teacher_log_probs.shape[-2]
     z2 = z.reshape(-1, k)
-    fused_kl = triton_proxy_kl if use_triton(z2, target_offset) else compiled_proxy_kl
     with torch.no_grad():  # half teachers are upcast and both sides tempered inside the fused pass
         out = fused_kl(z2, teacher_log_probs.reshape(-1, m, k), float(model_offset), float(target_offset),
                        estimator, direction == "reverse", z2.requires_grad, temperature)

@@ -205,11 +205,11 @@ class DistillationCriterion(FairseqCriterion):
             distill = self.cached_distillation_loss(logits, ensemble.record, ensemble.layout, temperature, proxy).sum()
             precision = proxy.precision
         else:
-            fused = self.fused_distillation_loss(logits, teacher_lp, temperature)
-            if fused is None:
+            loss_and_precision = self.fused_distillation_loss(logits, teacher_lp, temperature)
+            if loss_and_precision is None:
                 proxy = proxy_target(teacher_lp, estimator=self.estimator, offset=self.target_offset, temperature=temperature)
-                fused = self.distillation_loss(logits, teacher_lp, temperature, proxy), proxy.precision
-            distill, precision = fused[0].sum(), fused[1]
+                loss_and_precision = self.distillation_loss(logits, teacher_lp, temperature, proxy), proxy.precision
+            distill, precision = loss_and_precision[0].sum(), loss_and_precision[1]
         lprobs = torch.log_softmax(logits.float(), dim=-1)
         xent_weight = self.xent_weight_at(ensemble.update_num)
         if xent_weight > 0:

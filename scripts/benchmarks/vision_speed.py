@@ -116,14 +116,15 @@ def eval_call(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return call
 
 
-def layer_inputs(net: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
-    """Every Conv2d/Linear layer of ``net`` with the input it sees in one forward pass on ``x``."""
-    seen: list[tuple[nn.Module, torch.Tensor]] = []
-    hooks = [mod.register_forward_hook(lambda mod, inp, out: seen.append((mod, inp[0].detach().clone())))
+def layer_inputs(net: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor, bool]]:
+    """Every Conv2d/Linear layer of ``net`` with the input it sees in one forward pass on ``x`` and whether a
+    training step back-propagates into that input (not into the images: the first layer's input gets no gradient)."""
+    seen: list[tuple[nn.Module, torch.Tensor, bool]] = []
+    hooks = [mod.register_forward_hook(lambda mod, inp, out: seen.append((mod, inp[0].detach().clone(), inp[0].requires_grad)))
              for mod in net.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
     try:
-        with torch.no_grad():
-            net.eval()(x)
+        with torch.enable_grad():  # parameters require grad, the images do not: requires_grad tells the two apart
+            net.eval()(x.detach())
     finally:
         for h in hooks:
             h.remove()
@@ -133,15 +134,16 @@ def layer_inputs(net: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch
 def layers_alone_seconds(net: nn.Module, x: torch.Tensor, members: int, train: bool, rounds: int = 3) -> float:
     """Seconds of ``net``'s Conv2d/Linear layers alone on a ``members``-fold batch (their inputs repeated), each
     in its faster memory format (contiguous or channels_last), best of ``rounds``: forward (``train``: forward
-    + backward to input and weight). No normalisation, activation, pooling or Python between them."""
+    + backward to the weight, and to the input where the network back-propagates into it). No normalisation,
+    activation, pooling or Python between them."""
     total = 0.0
-    for mod, inp in layer_inputs(net, x):
+    for mod, inp, input_grad in layer_inputs(net, x):
         big = inp.repeat(members, *([1] * (inp.dim() - 1)))
         best = float("inf")
         formats = [torch.contiguous_format] + ([torch.channels_last] if big.dim() == 4 else [])
         for fmt in formats:
             layer = copy.deepcopy(mod).to(memory_format=fmt) if big.dim() == 4 else copy.deepcopy(mod)
-            xin = big.contiguous(memory_format=fmt).requires_grad_(train)
+            xin = big.contiguous(memory_format=fmt).requires_grad_(train and input_grad)
             for r in range(rounds + 1):  # the first call warms up
                 t0 = time.perf_counter()
                 if train:
